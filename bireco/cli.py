@@ -1,0 +1,43 @@
+"""Console entry points (thin: compose the config, call the library)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+log = logging.getLogger("bireco")
+
+# Hub loads cannot succeed on offline machines and otherwise retry for ~25 s: be offline unless told otherwise.
+for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.setdefault(_var, "0" if os.environ.get("BIRECO_ONLINE") else "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+
+
+def _close_wandb() -> None:
+    # one failed sweep job must not leave a dangling wandb run that breaks the next job
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def train(cfg: DictConfig) -> float | None:
+    """`bireco-train`: run the configured pipeline into the Hydra run directory."""
+    from bireco.pipeline import run_pipeline
+
+    try:
+        results = run_pipeline(cfg, HydraConfig.get().runtime.output_dir)
+    finally:
+        _close_wandb()
+    probe = results.get("probe") or {}
+    log.info("final probe: %s", probe)
+    return probe.get("mrr@10")  # the sweep objective (e.g. for optuna sweepers)

@@ -1,0 +1,73 @@
+"""Pad assembled sequences into tensors, and collate training rows into model inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from bireco.models.templates import BoundTemplate, Encoded
+
+
+def pad_encoded(enc: Sequence[Encoded], pad_id: int, side: str = "right") -> dict[str, torch.Tensor]:
+    """Stack sequences into `input_ids`, `attention_mask` and `segments` (-1 on padding).  -> (B, T) each"""
+    if side not in ("left", "right"):
+        raise ValueError(f"padding side must be 'left' or 'right', got {side!r}")
+    t = max(len(e.input_ids) for e in enc)
+    ids = torch.full((len(enc), t), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(enc), t), dtype=torch.long)
+    segs = torch.full((len(enc), t), -1, dtype=torch.long)
+    for i, e in enumerate(enc):
+        n = len(e.input_ids)
+        sl = slice(0, n) if side == "right" else slice(t - n, t)
+        ids[i, sl] = torch.tensor(e.input_ids)
+        mask[i, sl] = 1
+        segs[i, sl] = torch.tensor(e.segments)
+    return {"input_ids": ids, "attention_mask": mask, "segments": segs}
+
+
+class PairCollator:
+    """Rows `{"query","positive","negative"?,"source"}` -> padded query / positive (/ negative) batches.
+
+    Queries get their source's instruction; documents get none (as the paper). Negatives are optional per row:
+    only rows that have one contribute a negative (they are extra candidates in the contrastive loss).
+
+    Args:
+        template: bound template of the model's tokenizer.
+        instructions: source name -> instruction (None/empty = no instruction).
+        max_length: per-sequence cap (template + EOS included).
+        with_negatives: collate negatives (Stage II) or drop them (Stage I does not use hard negatives).
+    """
+
+    def __init__(
+        self,
+        template: BoundTemplate,
+        instructions: dict[str, str | None],
+        pad_id: int,
+        max_length: int = 512,
+        with_negatives: bool = True,
+        padding_side: str = "right",
+    ) -> None:
+        self.template = template
+        self.instructions = instructions
+        self.pad_id = pad_id
+        self.max_length = max_length
+        self.with_negatives = with_negatives
+        self.padding_side = padding_side
+
+    def _pad(self, texts: list[str], instructions: list[str | None] | None = None) -> dict[str, torch.Tensor]:
+        return pad_encoded(self.template.encode_batch(texts, instructions, self.max_length), self.pad_id, self.padding_side)
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        instr = [self.instructions.get(r["source"]) for r in rows]
+        batch: dict[str, Any] = {
+            "query": self._pad([r["query"] for r in rows], instr),
+            "positive": self._pad([r["positive"] for r in rows]),
+            "source": rows[0]["source"],
+        }
+        if self.with_negatives:
+            negs = [r["negative"] for r in rows if r.get("negative")]
+            if negs:
+                batch["negative"] = self._pad(negs)
+        return batch

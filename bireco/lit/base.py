@@ -1,0 +1,125 @@
+"""What every stage's LightningModule shares: the encoder, AdamW + linear warmup/decay, lean checkpoints.
+
+A LightningModule here holds no model code: losses live in `bireco.losses`, the encoder in `bireco.models`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from transformers import get_linear_schedule_with_warmup
+
+from bireco.models.backbone import save_artifact
+from bireco.models.encoder import TextEncoder
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and schedule of one stage.
+
+    Args:
+        lr: peak learning rate.
+        weight_decay: AdamW weight decay (the paper: 0).
+        warmup_steps: linear warmup.
+        schedule_steps: horizon of the linear decay. The paper decays over 3 nominal epochs but stops at
+            `max_steps` = 2,000, so the two are separate settings; None = decay to 0 at max_steps.
+        betas / eps: AdamW.
+    """
+
+    lr: float = 4e-5
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule_steps: int | None = None
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+
+def sequence_tokens(batch: dict[str, Any]) -> int:
+    """Real (unpadded) tokens in a batch of padded sequences, for throughput."""
+    return int(sum(v["attention_mask"].sum() for v in batch.values() if isinstance(v, dict)))
+
+
+def batch_rows(batch: dict[str, Any]) -> int:
+    first = next(v for v in batch.values() if isinstance(v, dict))
+    return int(first["input_ids"].shape[0])
+
+
+class StageModule(L.LightningModule):
+    """Base of the stage modules.
+
+    Args:
+        encoder: backbone + template + pooling.
+        optim: optimizer/schedule settings.
+        stage: the stage's name, used as the logging prefix.
+    """
+
+    def __init__(self, encoder: TextEncoder, optim: OptimConfig, stage: str) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.optim = optim
+        self.stage = stage
+        # checkpoints of LoRA stages hold only trainable weights (see on_save_checkpoint)
+        self.strict_loading = False
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.encoder.model
+
+    def param_counts(self) -> dict[str, int]:
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return {"params/total": total, "params/trainable": trainable}
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(
+            params, lr=self.optim.lr, weight_decay=self.optim.weight_decay, betas=self.optim.betas, eps=self.optim.eps
+        )
+        horizon = self.optim.schedule_steps or self.trainer.max_steps
+        if horizon is None or horizon <= 0:
+            raise ValueError(f"stage '{self.stage}': set trainer max_steps or optim.schedule_steps for the schedule")
+        sched = get_linear_schedule_with_warmup(opt, self.optim.warmup_steps, horizon)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A LoRA stage's frozen base is rebuilt from its source on resume; storing it would copy the whole LLM
+        # into every checkpoint. Full fine-tuning keeps everything (everything is trainable).
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        if len(trainable) < sum(1 for _ in self.parameters()):
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+
+    def _log_losses(self, prefix: str, losses: dict[str, torch.Tensor], batch_size: int) -> None:
+        on_step = prefix == "train"
+        for k, v in losses.items():
+            self.log(
+                f"{prefix}/{k}",
+                v.detach(),
+                on_step=on_step,
+                on_epoch=not on_step,
+                prog_bar=k == "loss",
+                batch_size=batch_size,
+            )
+
+    def save_artifact(self, out_dir: Path, init_from: str) -> Path:
+        """Write this stage's weights (or adapter) atomically: a temp folder renamed into place."""
+        out_dir = Path(out_dir)
+        tmp = out_dir.with_name(out_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        meta = {
+            "stage": self.stage,
+            "base": init_from,
+            "template": self.encoder.template.name,
+            "pooling": self.encoder.pooling_name,
+            "max_length": self.encoder.max_length,
+            "steps": self.global_step,
+        }
+        save_artifact(self.model, self.encoder.tokenizer, tmp, meta)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        os.replace(tmp, out_dir)
+        return out_dir

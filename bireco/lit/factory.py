@@ -1,0 +1,160 @@
+"""Build a stage's pieces from the composed config: backbone (+LoRA), encoder, module, data, callbacks, Trainer.
+
+This is the one place that maps config to objects, so the modules themselves stay config-free.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
+from omegaconf import DictConfig, OmegaConf
+
+from bireco.data.collate import PairCollator
+from bireco.data.datamodule import PairDataModule
+from bireco.lit.base import OptimConfig, StageModule, batch_rows, sequence_tokens
+from bireco.lit.callbacks import ParamCounts, RetrievalProbe
+from bireco.lit.stages import ContrastiveModule, ReconstructionModule, WarmupModule
+from bireco.models.backbone import BackboneSpec, load_backbone
+from bireco.models.encoder import TextEncoder
+from bireco.models.templates import Template
+
+if TYPE_CHECKING:
+    from bireco.pipeline import PreparedData
+
+log = logging.getLogger(__name__)
+
+STAGE_MODULES = {"warmup": WarmupModule, "reconstruction": ReconstructionModule, "contrastive": ContrastiveModule}
+
+
+def build_template(cfg: DictConfig) -> Template:
+    return Template(**OmegaConf.to_container(cfg.template, resolve=True))
+
+
+def build_encoder(cfg: DictConfig, stage: DictConfig, init_from: str) -> TextEncoder:
+    """Load weights from `init_from` (hub name, folder or stage artifact), add LoRA if the stage asks for it."""
+    m = cfg.model
+    model, tokenizer = load_backbone(BackboneSpec(init_from, m.revision if init_from == m.pretrained else None,
+                                                  m.dtype, m.attn_implementation))
+    if m.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if stage.peft.enabled:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=stage.peft.r,
+            lora_alpha=stage.peft.alpha,
+            lora_dropout=stage.peft.dropout,
+            target_modules=list(stage.peft.target_modules),
+            bias="none",
+        )
+        model = get_peft_model(model, lora)
+        if m.gradient_checkpointing:
+            model.enable_input_require_grads()
+    return TextEncoder(model, tokenizer, build_template(cfg), cfg.pooling.name, m.max_length)
+
+
+def build_module(name: str, stage: DictConfig, encoder: TextEncoder) -> StageModule:
+    optim = OptimConfig(**OmegaConf.to_container(stage.optim, resolve=True))
+    if name == "warmup":
+        return WarmupModule(encoder, optim, chunk_size=stage.chunk_size)
+    if name == "reconstruction":
+        return ReconstructionModule(
+            encoder,
+            optim,
+            alpha=stage.alpha,
+            detach_anchor=stage.detach_anchor,
+            target_segments=tuple(stage.target_segments),
+            chunk_size=stage.chunk_size,
+        )
+    if name == "contrastive":
+        return ContrastiveModule(encoder, optim, scale=stage.scale)
+    raise KeyError(f"unknown stage '{name}'; choose one of {sorted(STAGE_MODULES)}")
+
+
+def build_loggers(cfg: DictConfig, stage_dir: Path, run_name: str, stage: str) -> list[Any]:
+    """Instantiate `cfg.logger.*` for this stage (CSV under the stage folder; one wandb run per stage)."""
+    loggers = []
+    for key, lcfg in (cfg.logger or {}).items():
+        target = lcfg["_target_"]
+        if target.endswith("CSVLogger"):
+            loggers.append(instantiate(lcfg, save_dir=str(stage_dir), name="", version="logs"))
+        elif target.endswith("WandbLogger"):
+            mode = lcfg.get("mode") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+            loggers.append(
+                instantiate(
+                    lcfg,
+                    save_dir=str(stage_dir),
+                    name=f"{run_name}/{stage}",
+                    group=lcfg.get("group") or run_name,
+                    tags=[cfg.model.name, cfg.pipeline.name, stage],
+                    mode=mode,
+                    config=OmegaConf.to_container(cfg, resolve=True),
+                )
+            )
+        else:
+            loggers.append(instantiate(lcfg, save_dir=str(stage_dir)))
+        log.debug("logger %s -> %s", key, target)
+    return loggers
+
+
+def build_trainer_and_module(
+    cfg: DictConfig, name: str, init_from: str, stage_dir: Path, data: PreparedData, run_name: str
+) -> tuple[L.Trainer, StageModule, PairDataModule, RetrievalProbe | None]:
+    """Everything `Trainer.fit` needs for one stage."""
+    stage = cfg.stages[name]
+    encoder = build_encoder(cfg, stage, init_from)
+    module = build_module(name, stage, encoder)
+    collator = PairCollator(
+        encoder.bound, {}, encoder.pad_id, cfg.model.max_length, with_negatives=stage.with_negatives
+    )
+    datamodule = PairDataModule(
+        data.train_path,
+        collator,
+        batch_size=stage.batch_size,
+        sources_cfg=OmegaConf.to_container(cfg.data.sources, resolve=True),
+        default_instruction=cfg.data.default_instruction,
+        val_path=data.val_path,
+        val_rows=cfg.data.val_rows,
+        seed=cfg.seed,
+        on_bad_row=cfg.data.on_bad_row,
+        max_rows_per_source=cfg.data.max_rows_per_source,
+    )
+    callbacks: list[L.Callback] = [
+        ModelCheckpoint(
+            dirpath=stage_dir / "checkpoints", save_last=True, save_top_k=0,
+            every_n_train_steps=stage.checkpoint_every_n_steps,
+        ),
+        LearningRateMonitor(logging_interval="step"),
+        ThroughputMonitor(batch_size_fn=batch_rows, length_fn=sequence_tokens),
+        ParamCounts(),
+    ]
+    probe = None
+    if data.probe_dir is not None and stage.probe:
+        probe = RetrievalProbe(
+            data.probe_dir,
+            data.probe_instruction,
+            cfg.probe.every_n_steps,
+            stage_dir / "probe.jsonl",
+            max_queries=cfg.probe.max_queries,
+        )
+        callbacks.append(probe)
+    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer = L.Trainer(
+        **trainer_kwargs,
+        max_steps=stage.max_steps,
+        max_epochs=-1,
+        accumulate_grad_batches=stage.accumulate_grad_batches,
+        val_check_interval=stage.val_check_interval,
+        check_val_every_n_epoch=None,
+        callbacks=callbacks,
+        logger=build_loggers(cfg, stage_dir, run_name, name) or False,
+        default_root_dir=str(stage_dir),
+        use_distributed_sampler=False,  # our batch sampler shards the homogeneous global batch itself
+    )
+    return trainer, module, datamodule, probe

@@ -1,0 +1,128 @@
+"""The three stage modules: causal-LM warm-up (tiny preset only), Stage I reconstruction, Stage II contrastive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from bireco.losses.contrastive import info_nce
+from bireco.losses.lm_head import linear_cross_entropy_sum
+from bireco.losses.reconstruction import bidirectional_reconstruction_loss, target_mask
+from bireco.lit.base import OptimConfig, StageModule, batch_rows
+from bireco.models.encoder import TextEncoder
+from bireco.models.templates import Segment
+
+
+class WarmupModule(StageModule):
+    """Plain next-token LM training on the run's own texts, so the tiny model is a language model before
+    Stage I, as the paper's LLMs are. Queries (with instructions) and documents are both trained on."""
+
+    def __init__(self, encoder: TextEncoder, optim: OptimConfig, chunk_size: int = 4096) -> None:
+        super().__init__(encoder, optim, "warmup")
+        self.chunk_size = chunk_size
+
+    def _lm_loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        total, count = 0.0, 0
+        for key in ("query", "positive", "negative"):
+            if key not in batch:
+                continue
+            ids, mask = batch[key]["input_ids"], batch[key]["attention_mask"]
+            hidden = self.encoder.hidden_states(ids, mask)[:, :-1]  # (B, T-1, H) predicts ids[:, 1:]
+            tm = mask[:, 1:].bool()
+            w = self.model.get_output_embeddings().weight
+            total = total + linear_cross_entropy_sum(hidden[tm], w, ids[:, 1:][tm], self.chunk_size)
+            count = count + tm.sum()
+        return total / count
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self._lm_loss(batch)
+        self._log_losses("train", {"loss": loss}, batch_rows(batch))
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._log_losses("val", {"loss": self._lm_loss(batch)}, batch_rows(batch))
+
+
+class ReconstructionModule(StageModule):
+    """Stage I: e_Q, e_D from the encoder pass, then EBQ2D + EBD2Q through the same weights (METHOD.md §2).
+
+    Args:
+        alpha: weight of EBQ2D; 1 − alpha weighs EBD2Q (the paper: 0.2; ablations 1 and 0).
+        detach_anchor: stop gradients at e_Q/e_D (ablation; the paper lets them flow into the encoder).
+        target_segments: which tokens are predicted (names of `Segment`); the authors' code predicts template,
+            instruction and text tokens and masks EOS (pad = eos there).
+    """
+
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        optim: OptimConfig,
+        alpha: float = 0.2,
+        detach_anchor: bool = False,
+        target_segments: tuple[str, ...] = ("template", "instruction", "text"),
+        chunk_size: int = 4096,
+    ) -> None:
+        super().__init__(encoder, optim, "reconstruction")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.alpha = alpha
+        self.detach_anchor = detach_anchor
+        self.target_segments = [Segment[s.upper()] for s in target_segments]
+        self.chunk_size = chunk_size
+
+    def _anchors(self, batch: dict[str, Any]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        e_q = self.encoder(batch["query"]["input_ids"], batch["query"]["attention_mask"]) if self.alpha > 0 else None
+        e_d = (
+            self.encoder(batch["positive"]["input_ids"], batch["positive"]["attention_mask"])
+            if self.alpha < 1
+            else None
+        )
+        if self.detach_anchor:
+            e_q = e_q.detach() if e_q is not None else None
+            e_d = e_d.detach() if e_d is not None else None
+        return e_q, e_d
+
+    def _loss(self, batch: dict[str, Any], e_q, e_d) -> dict[str, torch.Tensor]:
+        return bidirectional_reconstruction_loss(
+            self.model, e_q, e_d, batch["query"], batch["positive"], self.alpha, self.target_segments, self.chunk_size
+        )
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        losses = self._loss(batch, *self._anchors(batch))
+        self._log_losses("train", losses, batch_rows(batch))
+        return losses["loss"]
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        e_q, e_d = self._anchors(batch)
+        losses = self._loss(batch, e_q, e_d)
+        # anchor gain: how much worse reconstruction gets when each text is decoded from *another* pair's
+        # embedding — what the embedding tells about the other side (0 = nothing)
+        roll = (lambda e: None if e is None else e.roll(1, dims=0))
+        shuffled = self._loss(batch, roll(e_q), roll(e_d))
+        losses["anchor_gain"] = shuffled["loss"] - losses["loss"]
+        self._log_losses("val", losses, batch_rows(batch))
+
+
+class ContrastiveModule(StageModule):
+    """Stage II: InfoNCE over cosine × scale with in-batch positives and hard negatives (METHOD.md §3)."""
+
+    def __init__(self, encoder: TextEncoder, optim: OptimConfig, scale: float = 50.0) -> None:
+        super().__init__(encoder, optim, "contrastive")
+        self.scale = scale
+
+    def _loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        q = self.encoder(batch["query"]["input_ids"], batch["query"]["attention_mask"])
+        p = self.encoder(batch["positive"]["input_ids"], batch["positive"]["attention_mask"])
+        n = None
+        if "negative" in batch:
+            n = self.encoder(batch["negative"]["input_ids"], batch["negative"]["attention_mask"])
+        return info_nce(q, p, n, scale=self.scale)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        self._log_losses("train", {"loss": loss}, batch_rows(batch))
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._log_losses("val", {"loss": self._loss(batch)}, batch_rows(batch))

@@ -1,0 +1,1 @@
+"""bireco.losses"""

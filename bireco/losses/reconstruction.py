@@ -1,0 +1,93 @@
+"""Stage I loss: EBQ2D and EBD2Q — decode one side of a pair from the other side's embedding.
+
+Decoder input is `[anchor ; Embed(tokens)]`: the anchor (an embedding from the encoder pass, with gradients)
+sits at position 0, right before the first real token, so the anchor is always adjacent to the text and
+positions are consistent. The LM head is the backbone's own; only target positions reach it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from bireco.losses.lm_head import linear_cross_entropy_sum
+from bireco.models.encoder import decoder_of, positions_from_mask
+from bireco.models.templates import Segment
+
+
+def target_mask(attention_mask: torch.Tensor, segments: torch.Tensor, target_segments: Iterable[int]) -> torch.Tensor:
+    """Which tokens are predicted: real tokens whose segment is listed.  (B, T) bool"""
+    allowed = torch.zeros(len(Segment), dtype=torch.bool, device=segments.device)
+    allowed[list(target_segments)] = True
+    return attention_mask.bool() & allowed[segments.clamp_min(0)]
+
+
+def anchored_lm_loss_sum(
+    model: nn.Module,
+    anchor: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    targets: torch.Tensor,
+    chunk_size: int = 4096,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher-forced next-token loss of `input_ids` given `anchor` as the first input vector.
+
+    Args:
+        model: the causal LM (its decoder stack, input embeddings and LM head are used).
+        anchor: (B, H) one vector per sequence.
+        input_ids: (B, T) right-padded token ids of the side to reconstruct.
+        attention_mask: (B, T).
+        targets: (B, T) bool, which tokens of `input_ids` count in the loss.
+        chunk_size: LM-head chunk (rows) for the fused loss.
+
+    Returns:
+        (sum of token losses, number of target tokens) — sums, so callers can average over a whole batch.
+    """
+    if not bool(attention_mask[:, 0].all()):
+        raise ValueError("reconstruction inputs must be right-padded (the anchor must touch the first real token)")
+    embed = model.get_input_embeddings()
+    tok = embed(input_ids[:, :-1])  # (B, T-1, H): the last token is never an input (nothing follows it)
+    x = torch.cat([anchor.to(tok.dtype)[:, None, :], tok], dim=1)  # (B, T, H)
+    mask = torch.cat([torch.ones_like(attention_mask[:, :1]), attention_mask[:, :-1]], dim=1)  # (B, T)
+    hidden = decoder_of(model)(
+        inputs_embeds=x, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=False
+    ).last_hidden_state  # (B, T, H); position j predicts input_ids[:, j]
+    weight = model.get_output_embeddings().weight  # (V, H)
+    loss_sum = linear_cross_entropy_sum(hidden[targets], weight, input_ids[targets], chunk_size)
+    return loss_sum, targets.sum()
+
+
+def bidirectional_reconstruction_loss(
+    model: nn.Module,
+    e_q: torch.Tensor | None,
+    e_d: torch.Tensor | None,
+    query: dict[str, torch.Tensor],
+    document: dict[str, torch.Tensor],
+    alpha: float,
+    target_segments: Iterable[int],
+    chunk_size: int = 4096,
+) -> dict[str, torch.Tensor]:
+    """L_I = α·L_Q2D + (1−α)·L_D2Q, each the mean over its target tokens in the batch.
+
+    A direction with zero weight is skipped entirely (α = 1 or 0 in the direction ablations), so its encoder
+    and decoder passes cost nothing; its loss is then absent from the result.
+
+    Args:
+        e_q: (B, H) query embeddings (EBQ2D anchors), or None when α = 0.
+        e_d: (B, H) document embeddings (EBD2Q anchors), or None when α = 1.
+        query / document: padded batches with `input_ids`, `attention_mask`, `segments`.
+    """
+    segs = list(target_segments)
+    out: dict[str, torch.Tensor] = {}
+    total = 0.0
+    for name, weight, anchor, side in (("q2d", alpha, e_q, document), ("d2q", 1.0 - alpha, e_d, query)):
+        if weight == 0.0:
+            continue
+        tm = target_mask(side["attention_mask"], side["segments"], segs)
+        s, n = anchored_lm_loss_sum(model, anchor, side["input_ids"], side["attention_mask"], tm, chunk_size)
+        out[f"loss_{name}"] = s / n.clamp_min(1)
+        total = total + weight * out[f"loss_{name}"]
+    out["loss"] = total
+    return out

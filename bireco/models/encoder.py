@@ -1,0 +1,114 @@
+"""TextEncoder = backbone + template + pooling. Usable without Lightning (eval, export, probes).
+
+The encoder pass runs the decoder stack only: the LM head is never applied to encoder inputs (with a 128k
+vocabulary it would cost more than the whole transformer at small sizes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from bireco.data.collate import pad_encoded
+from bireco.models.pooling import get_pooling
+from bireco.models.templates import BoundTemplate, Template
+
+
+def decoder_of(model: nn.Module) -> nn.Module:
+    """The transformer stack without the LM head (also through a peft wrapper, whose LoRA layers are in place)."""
+    return model.get_decoder()
+
+
+def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids counted over real tokens, so left padding does not shift the positions of the text.  (B, T)"""
+    return (attention_mask.long().cumsum(1) - 1).clamp_min(0)
+
+
+class TextEncoder(nn.Module):
+    """Embeds token sequences (or raw texts) with a causal LM.
+
+    Args:
+        model: a causal LM (plain or peft-wrapped).
+        tokenizer: its tokenizer.
+        template: how texts become ids (chosen by the model config).
+        pooling: `eos` (the paper), `mean` or `weighted_mean`.
+        max_length: cap in tokens, template and EOS included (the paper: 512).
+        padding_side: padding of batches this encoder builds itself; pooling works for either.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        template: Template,
+        pooling: str = "eos",
+        max_length: int = 512,
+        padding_side: str = "right",
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.template = template
+        self.bound = template.bind(tokenizer)
+        self.pooling_name = pooling
+        self.pool = get_pooling(pooling)
+        self.max_length = max_length
+        self.padding_side = padding_side
+
+    @property
+    def pad_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last layer's hidden states after the final norm.  (B, T) -> (B, T, H)"""
+        out = decoder_of(self.model)(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=positions_from_mask(attention_mask),
+            use_cache=False,
+        )
+        return out.last_hidden_state
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Embeddings (not normalized; the losses and cosine scoring normalize).  (B, T) -> (B, H)"""
+        return self.pool(self.hidden_states(input_ids, attention_mask), attention_mask)
+
+    def tokenize(
+        self, texts: Sequence[str], instructions: Sequence[str | None] | None = None
+    ) -> dict[str, torch.Tensor]:
+        enc = self.bound.encode_batch(list(texts), None if instructions is None else list(instructions), self.max_length)
+        return pad_encoded(enc, self.pad_id, self.padding_side)
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        texts: Sequence[str],
+        instructions: Sequence[str | None] | None = None,
+        batch_size: int = 64,
+        normalize: bool = True,
+        progress: bool = False,
+        desc: str = "encoding",
+    ) -> torch.Tensor:
+        """Encode raw texts in length-sorted batches (less padding), returned in input order, fp32 on CPU.
+
+        Args:
+            instructions: one per text (queries) or None (documents get none).
+        """
+        was_training = self.model.training
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        enc = self.bound.encode_batch(list(texts), None if instructions is None else list(instructions), self.max_length)
+        order = sorted(range(len(enc)), key=lambda i: -len(enc[i].input_ids))
+        out = torch.empty(len(enc), self.model.config.hidden_size, dtype=torch.float32)
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
+            idx = order[start : start + batch_size]
+            batch = pad_encoded([enc[i] for i in idx], self.pad_id, self.padding_side)
+            emb = self(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float()
+            out[idx] = F.normalize(emb, dim=-1).cpu() if normalize else emb.cpu()
+        self.model.train(was_training)
+        return out

@@ -1,0 +1,185 @@
+"""Runs `cfg.pipeline.stages` in order, each stage starting from the previous stage's artifact.
+
+Stage sequencing is data: `pipeline=bireco` is `[reconstruction, contrastive]`, `pipeline=baseline` is
+`[contrastive]`, and nothing else differs. Every stage writes `stages/<i>-<name>/` with its artifact, logs,
+checkpoints and a `stage_done.json` written last; a rerun skips finished stages and resumes an interrupted one
+from its `last.ckpt`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from bireco.config import validate_config
+from bireco.data.formats import iter_rows, list_row_files
+from bireco.data.synthetic import WorldSpec, generate_world
+from bireco.lit.factory import build_trainer_and_module
+from bireco.models.backbone import ARTIFACT_FILE, save_artifact
+from bireco.models.tiny import TinyLlamaSpec, build_tiny_model, train_tokenizer
+from bireco.utils.io import atomic_write_json, sha256_files, sha256_text
+from bireco.utils.locking import file_lock
+
+log = logging.getLogger(__name__)
+
+DONE_FILE = "stage_done.json"
+
+
+@dataclass
+class PreparedData:
+    """Where a run's data is, after any generation step."""
+
+    train_path: Path
+    val_path: Path | None
+    probe_dir: Path | None
+    probe_instruction: str | None
+
+
+def prepare_data(cfg: DictConfig) -> PreparedData:
+    """Generate the embedded default world (cached by its spec) or point at a local folder."""
+    d = cfg.data
+    if d.kind == "synthetic":
+        spec = WorldSpec(**OmegaConf.to_container(d.world, resolve=True))
+        root = Path(cfg.paths.cache_dir) / "synthetic" / sha256_text(json.dumps(spec.__dict__, sort_keys=True))[:16]
+        if not (root / "world.json").is_file():
+            generate_world(root, spec)
+        probe_dir = Path(cfg.probe.task_dir) if cfg.probe.task_dir else root / "heldout" / "retrieval"
+        return PreparedData(root / "train", root / "heldout" / "pairs.jsonl", probe_dir, cfg.probe.instruction)
+    if d.kind == "local":
+        return PreparedData(
+            Path(d.path),
+            Path(d.val_path) if d.get("val_path") else None,
+            Path(cfg.probe.task_dir) if cfg.probe.task_dir else None,
+            cfg.probe.instruction,
+        )
+    raise ValueError(f"unknown data.kind '{d.kind}'; choose 'synthetic' or 'local'")
+
+
+def stage_config_hash(cfg: DictConfig, name: str) -> str:
+    """Hash of everything that determines a stage's result, to refuse resuming a run with another config."""
+    relevant = {
+        "stage": OmegaConf.to_container(cfg.stages[name], resolve=True),
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "data": OmegaConf.to_container(cfg.data, resolve=True),
+        "pooling": OmegaConf.to_container(cfg.pooling, resolve=True),
+        "seed": cfg.seed,
+    }
+    return sha256_text(json.dumps(relevant, sort_keys=True, default=str))
+
+
+def finished(stage_dir: Path, config_hash: str) -> bool:
+    """A stage counts as done only if its marker (written last) and its artifact are both there."""
+    marker = stage_dir / DONE_FILE
+    if not marker.is_file():
+        return False
+    done = json.loads(marker.read_text())
+    if done.get("config_hash") != config_hash:
+        raise RuntimeError(
+            f"{stage_dir} was finished with a different configuration (config hash {done.get('config_hash')} != "
+            f"{config_hash}); use another run directory (hydra.run.dir=...) instead of mixing two experiments"
+        )
+    return (stage_dir / "artifact" / ARTIFACT_FILE).is_file()
+
+
+def run_stage(
+    cfg: DictConfig,
+    name: str,
+    init_from: str,
+    stage_dir: Path,
+    data: PreparedData,
+    run_name: str,
+    config_hash: str | None = None,
+) -> dict[str, Any]:
+    """Train one stage from `init_from` into `stage_dir`; returns the record stored in its done marker."""
+    config_hash = config_hash or stage_config_hash(cfg, name)
+    if finished(stage_dir, config_hash):
+        log.info("stage '%s' already finished in %s: skipping", name, stage_dir)
+        return json.loads((stage_dir / DONE_FILE).read_text())
+    L.seed_everything(cfg.seed, workers=True)
+    trainer, module, datamodule, probe = build_trainer_and_module(cfg, name, init_from, stage_dir, data, run_name)
+    last = stage_dir / "checkpoints" / "last.ckpt"
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
+    if trainer.interrupted:
+        raise RuntimeError(f"stage '{name}' was interrupted; rerun the same command to resume from {last}")
+    artifact = module.save_artifact(stage_dir / "artifact", init_from)
+    record = {
+        "stage": name,
+        "config_hash": config_hash,
+        "init_from": init_from,
+        "artifact": str(artifact),
+        "steps": trainer.global_step,
+        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
+        "probe": probe.history[-1] if probe is not None and probe.history else None,
+    }
+    atomic_write_json(stage_dir / DONE_FILE, record)  # written last: the stage counts as done from here on
+    return record
+
+
+def ensure_tiny_base(cfg: DictConfig, data: PreparedData) -> Path:
+    """The tiny preset's base LLM: tokenizer + random init + causal-LM warm-up, cached by content.
+
+    The cache key is the hash of the training files' bytes, the tiny spec and the warm-up stage config, so every
+    pipeline of a sweep (bireco, baseline, ablations) starts from the *same* warmed-up weights, built once.
+    """
+    files = list_row_files(data.train_path)
+    key = {
+        "data": sha256_files(files),
+        "tiny": OmegaConf.to_container(cfg.model.tiny, resolve=True),
+        "warmup": OmegaConf.to_container(cfg.stages.warmup, resolve=True),
+        "template": OmegaConf.to_container(cfg.template, resolve=True),
+        "max_length": cfg.model.max_length,
+    }
+    root = Path(cfg.paths.cache_dir) / "tiny" / sha256_text(json.dumps(key, sort_keys=True))[:16]
+    warm_dir = root / "warmup"
+    root.mkdir(parents=True, exist_ok=True)
+    with file_lock(root / ".lock"):  # sweep jobs racing for the same base wait for one builder
+        if (warm_dir / DONE_FILE).is_file():
+            return warm_dir / "artifact"
+        init = root / "init"
+        if not (init / ARTIFACT_FILE).is_file():
+            texts = (t for r in iter_rows(files) for t in (r["query"], r["positive"], r["negative"]) if t)
+            spec = TinyLlamaSpec(**OmegaConf.to_container(cfg.model.tiny, resolve=True))
+            tokenizer = train_tokenizer(texts, spec.vocab_size, root / "tokenizer")
+            model = build_tiny_model(spec, tokenizer)
+            save_artifact(model, tokenizer, init, {"stage": "init", "tiny": key["tiny"]})
+        atomic_write_json(root / "key.json", key)
+        log.info("warming up the tiny base model in %s", warm_dir)
+        rec = run_stage(
+            cfg, "warmup", str(init), warm_dir, data, f"{cfg.model.name}-warmup", config_hash=root.name
+        )
+        return Path(rec["artifact"])
+
+
+def run_pipeline(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Run every stage of `cfg.pipeline.stages` into `run_dir`; write and return `results.json`."""
+    validate_config(cfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    data = prepare_data(cfg)
+    init_from = ensure_tiny_base(cfg, data) if cfg.model.tiny is not None else cfg.model.pretrained
+    base = init_from
+    run_name = cfg.get("run_name") or f"{cfg.model.name}-{cfg.pipeline.name}"
+    records = []
+    for i, name in enumerate(cfg.pipeline.stages):
+        rec = run_stage(cfg, name, str(init_from), run_dir / "stages" / f"{i}-{name}", data, run_name)
+        records.append(rec)
+        init_from = rec["artifact"]
+    results = {
+        "model": cfg.model.name,
+        "pipeline": cfg.pipeline.name,
+        "stages": list(cfg.pipeline.stages),
+        "base": str(base),
+        "final_artifact": str(init_from),
+        "seed": cfg.seed,
+        "stage_results": records,
+        "probe": records[-1]["probe"] if records else None,
+    }
+    atomic_write_json(run_dir / "results.json", results)
+    return results
