@@ -150,9 +150,7 @@ def ensure_tiny_base(cfg: DictConfig, data: PreparedData) -> Path:
             save_artifact(model, tokenizer, init, {"stage": "init", "tiny": key["tiny"]})
         atomic_write_json(root / "key.json", key)
         log.info("warming up the tiny base model in %s", warm_dir)
-        rec = run_stage(
-            cfg, "warmup", str(init), warm_dir, data, f"{cfg.model.name}-warmup", config_hash=root.name
-        )
+        rec = run_stage(cfg, "warmup", str(init), warm_dir, data, f"{cfg.model.name}-warmup", config_hash=root.name)
         return Path(rec["artifact"])
 
 

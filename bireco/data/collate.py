@@ -57,7 +57,9 @@ class PairCollator:
         self.padding_side = padding_side
 
     def _pad(self, texts: list[str], instructions: list[str | None] | None = None) -> dict[str, torch.Tensor]:
-        return pad_encoded(self.template.encode_batch(texts, instructions, self.max_length), self.pad_id, self.padding_side)
+        return pad_encoded(
+            self.template.encode_batch(texts, instructions, self.max_length), self.pad_id, self.padding_side
+        )
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         instr = [self.instructions.get(r["source"]) for r in rows]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from datasets import Dataset
+from datasets import Dataset, Features, Value
 from torch.utils.data import DataLoader
 
 from bireco.data.collate import PairCollator
@@ -21,6 +21,11 @@ from bireco.data.formats import iter_rows, list_row_files
 from bireco.data.sampler import HomogeneousBatchSampler
 
 log = logging.getLogger(__name__)
+
+
+# fixed schema: without it `datasets` guesses types from the first rows, and a mixture whose first 1,000 rows
+# have no negative would fail on the first file that has one
+ROW_FEATURES = Features({k: Value("string") for k in ("query", "positive", "negative", "source")})
 
 
 def _rows_generator(files: list[str], on_bad_row: str, max_rows_per_file: int | None, fingerprint: str):
@@ -34,6 +39,7 @@ def load_rows(path_or_files: str | Path | list[Path], on_bad_row: str = "error",
     fingerprint = ";".join(f"{f.resolve()}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
     return Dataset.from_generator(
         _rows_generator,
+        features=ROW_FEATURES,
         gen_kwargs={
             "files": [str(f) for f in files],
             "on_bad_row": on_bad_row,
@@ -43,9 +49,7 @@ def load_rows(path_or_files: str | Path | list[Path], on_bad_row: str = "error",
     )
 
 
-def resolve_instructions(
-    sources: list[str], configured: dict[str, Any], default: str | None
-) -> dict[str, str | None]:
+def resolve_instructions(sources: list[str], configured: dict[str, Any], default: str | None) -> dict[str, str | None]:
     """Source -> query instruction; a source with none configured is an error unless a default is set."""
     out: dict[str, str | None] = {}
     missing = []
@@ -116,6 +120,10 @@ class PairDataModule(L.LightningDataModule):
         if self.val_path is not None:
             self.train_set, self.val_set = rows, load_rows(self.val_path, self.on_bad_row)
         elif self.val_rows > 0:
+            if self.val_rows >= len(rows):
+                raise ValueError(
+                    f"data.val_rows={self.val_rows} would hold out all {len(rows)} rows of {self.path}; lower it"
+                )
             order = list(range(len(rows)))
             random.Random(self.seed).shuffle(order)
             self.val_set = rows.select(sorted(order[: self.val_rows]))
@@ -145,7 +153,7 @@ class PairDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:
             return []
-        # fixed, unshuffled, one source per batch; partial batches kept so every held-out row counts
+        # fixed, unshuffled, one source per batch; partial batches kept (a lone row has no in-batch partner: skipped)
         by_source: dict[str, list[int]] = defaultdict(list)
         for i, s in enumerate(self.val_set["source"]):
             by_source[s].append(i)

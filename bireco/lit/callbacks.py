@@ -78,5 +78,9 @@ class ParamCounts(L.Callback):
         counts = pl_module.param_counts()
         for lg in trainer.loggers:
             lg.log_hyperparams(counts)
-        log.info("%s: %s parameters, %s trainable", pl_module.stage, f"{counts['params/total']:,}",
-                 f"{counts['params/trainable']:,}")
+        log.info(
+            "%s: %s parameters, %s trainable",
+            pl_module.stage,
+            f"{counts['params/total']:,}",
+            f"{counts['params/trainable']:,}",
+        )

@@ -39,8 +39,10 @@ def build_template(cfg: DictConfig) -> Template:
 def build_encoder(cfg: DictConfig, stage: DictConfig, init_from: str) -> TextEncoder:
     """Load weights from `init_from` (hub name, folder or stage artifact), add LoRA if the stage asks for it."""
     m = cfg.model
-    model, tokenizer = load_backbone(BackboneSpec(init_from, m.revision if init_from == m.pretrained else None,
-                                                  m.dtype, m.attn_implementation))
+    model, tokenizer = load_backbone(
+        BackboneSpec(init_from, m.revision if init_from == m.pretrained else None, m.dtype, m.attn_implementation)
+    )
+    model.train()  # from_pretrained returns eval mode, which would silently switch off (LoRA) dropout
     if m.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if stage.peft.enabled:
@@ -127,7 +129,9 @@ def build_trainer_and_module(
     )
     callbacks: list[L.Callback] = [
         ModelCheckpoint(
-            dirpath=stage_dir / "checkpoints", save_last=True, save_top_k=0,
+            dirpath=stage_dir / "checkpoints",
+            save_last=True,
+            save_top_k=0,
             every_n_train_steps=stage.checkpoint_every_n_steps,
         ),
         LearningRateMonitor(logging_interval="step"),

@@ -6,12 +6,17 @@ from typing import Any
 
 import torch
 
+from bireco.lit.base import OptimConfig, StageModule, batch_rows
 from bireco.losses.contrastive import info_nce
 from bireco.losses.lm_head import linear_cross_entropy_sum
-from bireco.losses.reconstruction import bidirectional_reconstruction_loss, target_mask
-from bireco.lit.base import OptimConfig, StageModule, batch_rows
+from bireco.losses.reconstruction import bidirectional_reconstruction_loss
 from bireco.models.encoder import TextEncoder
 from bireco.models.templates import Segment
+
+
+def _roll(e: torch.Tensor | None) -> torch.Tensor | None:
+    """Give every row another row's anchor (a derangement for batches > 1)."""
+    return None if e is None else e.roll(1, dims=0)
 
 
 class WarmupModule(StageModule):
@@ -98,7 +103,7 @@ class ReconstructionModule(StageModule):
         losses = self._loss(batch, e_q, e_d)
         # anchor gain: how much worse reconstruction gets when each text is decoded from *another* pair's
         # embedding — what the embedding tells about the other side (0 = nothing)
-        roll = (lambda e: None if e is None else e.roll(1, dims=0))
+        roll = lambda e: None if e is None else e.roll(1, dims=0)
         shuffled = self._loss(batch, roll(e_q), roll(e_d))
         losses["anchor_gain"] = shuffled["loss"] - losses["loss"]
         self._log_losses("val", losses, batch_rows(batch))

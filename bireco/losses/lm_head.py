@@ -16,13 +16,18 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, hidden, weight, targets, chunk_size: int, grad_hidden: bool, grad_weight: bool):
         # hidden (N, H), weight (V, H), targets (N,) -> summed loss ()
         n = hidden.shape[0]
-        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        total = torch.zeros(
+            (), dtype=torch.float64 if hidden.dtype == torch.float64 else torch.float32, device=hidden.device
+        )
         g_h = torch.empty_like(hidden) if grad_hidden else None
-        g_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if grad_weight else None
+        acc = torch.float64 if weight.dtype == torch.float64 else torch.float32
+        g_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if grad_weight else None
         for s in range(0, n, chunk_size):
             h = hidden[s : s + chunk_size]
             t = targets[s : s + chunk_size]
-            logits = (h @ weight.t()).float()  # (c, V), fp32 for a stable log-softmax
+            logits = h @ weight.t()  # (c, V)
+            if logits.dtype in (torch.float16, torch.bfloat16):
+                logits = logits.float()  # fp32 for a stable log-softmax
             lse = torch.logsumexp(logits, dim=-1)  # (c,)
             total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
             if g_h is None and g_w is None:
@@ -30,11 +35,11 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
             # d(sum CE)/d logits = softmax - onehot
             probs = logits.sub_(lse[:, None]).exp_()
             probs[torch.arange(t.shape[0], device=t.device), t] -= 1.0
-            d = probs.to(h.dtype) if h.dtype != torch.float32 else probs
+            d = probs.to(h.dtype)
             if g_h is not None:
                 g_h[s : s + chunk_size] = (d @ weight.to(d.dtype)).to(hidden.dtype)
             if g_w is not None:
-                g_w += (d.t() @ h.to(d.dtype)).float()
+                g_w += (d.t() @ h.to(d.dtype)).to(acc)
         ctx.save_for_backward(*(x for x in (g_h, g_w) if x is not None))
         ctx.has = (g_h is not None, g_w is not None)
         ctx.weight_dtype = weight.dtype

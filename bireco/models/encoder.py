@@ -16,7 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from bireco.data.collate import pad_encoded
 from bireco.models.pooling import get_pooling
-from bireco.models.templates import BoundTemplate, Template
+from bireco.models.templates import Template
 
 
 def decoder_of(model: nn.Module) -> nn.Module:
@@ -81,7 +81,9 @@ class TextEncoder(nn.Module):
     def tokenize(
         self, texts: Sequence[str], instructions: Sequence[str | None] | None = None
     ) -> dict[str, torch.Tensor]:
-        enc = self.bound.encode_batch(list(texts), None if instructions is None else list(instructions), self.max_length)
+        enc = self.bound.encode_batch(
+            list(texts), None if instructions is None else list(instructions), self.max_length
+        )
         return pad_encoded(enc, self.pad_id, self.padding_side)
 
     @torch.inference_mode()
@@ -102,7 +104,9 @@ class TextEncoder(nn.Module):
         was_training = self.model.training
         self.model.eval()
         device = next(self.model.parameters()).device
-        enc = self.bound.encode_batch(list(texts), None if instructions is None else list(instructions), self.max_length)
+        enc = self.bound.encode_batch(
+            list(texts), None if instructions is None else list(instructions), self.max_length
+        )
         order = sorted(range(len(enc)), key=lambda i: -len(enc[i].input_ids))
         out = torch.empty(len(enc), self.model.config.hidden_size, dtype=torch.float32)
         for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):

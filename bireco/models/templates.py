@@ -103,6 +103,8 @@ class BoundTemplate:
             instructions = [None] * len(texts)
         if len(instructions) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(instructions)} instructions")
+        if not texts:
+            return []
         body_ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         uniq = {i for i in instructions if i}
         instr_ids = {i: self._ids(i) + self.sep_ids for i in uniq}

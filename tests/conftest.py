@@ -1,0 +1,27 @@
+"""Suite-wide settings: offline, 2 threads, and a private cache so tests never touch the user's cache."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["WANDB_MODE"] = "offline"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the Arrow cache of `datasets` goes to a per-session temp folder, never the user's ~/.cache
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="bireco-tests-datasets-")
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def bireco_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One cache dir for the session: the tiny base model is built once and shared across tests."""
+    path = tmp_path_factory.mktemp("bireco_cache")
+    os.environ["BIRECO_CACHE"] = str(path)
+    return str(path)

@@ -1,0 +1,45 @@
+"""Shared helpers for the integration tests: compose the real config, shrink it to a few CPU steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+# a few optimizer steps of everything, small batches, a small probe: seconds per pipeline on 2 cores
+FAST = [
+    "stages.warmup.max_steps=4",
+    "stages.warmup.batch_size=8",
+    "stages.warmup.val_check_interval=4",
+    "stages.reconstruction.max_steps=3",
+    "stages.reconstruction.batch_size=4",
+    "stages.reconstruction.accumulate_grad_batches=1",
+    "stages.reconstruction.val_check_interval=3",
+    "stages.reconstruction.optim.warmup_steps=1",
+    "stages.contrastive.max_steps=3",
+    "stages.contrastive.batch_size=4",
+    "stages.contrastive.accumulate_grad_batches=1",
+    "stages.contrastive.val_check_interval=3",
+    "stages.contrastive.optim.warmup_steps=1",
+    "probe.max_queries=16",
+    "probe.every_n_steps=2",
+    "data.world.n_train_entities=60",
+    "data.world.n_heldout_entities=20",
+    "data.world.n_heldout_queries=24",
+    "data.world.n_distractor_entities=5",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+
+
+def compose_cfg(overrides: list[str], fast: bool = True, return_hydra_config: bool = False) -> DictConfig:
+    """The composed training config, as `bireco-train` would see it."""
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        extra = list(FAST) if fast else []
+        # synthetic-world shrinking keys only exist with data=synthetic
+        if any(o.startswith("data=") and o != "data=synthetic" for o in overrides):
+            extra = [o for o in extra if not o.startswith("data.world")]
+        return compose("train", overrides=extra + list(overrides), return_hydra_config=return_hydra_config)
