@@ -103,8 +103,7 @@ class ReconstructionModule(StageModule):
         losses = self._loss(batch, e_q, e_d)
         # anchor gain: how much worse reconstruction gets when each text is decoded from *another* pair's
         # embedding — what the embedding tells about the other side (0 = nothing)
-        roll = lambda e: None if e is None else e.roll(1, dims=0)
-        shuffled = self._loss(batch, roll(e_q), roll(e_d))
+        shuffled = self._loss(batch, _roll(e_q), _roll(e_d))
         losses["anchor_gain"] = shuffled["loss"] - losses["loss"]
         self._log_losses("val", losses, batch_rows(batch))
 

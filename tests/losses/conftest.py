@@ -7,7 +7,10 @@ from bireco.models.encoder import TextEncoder
 from bireco.models.templates import Template
 from bireco.models.tiny import TinyLlamaSpec, build_tiny_model, train_tokenizer
 
-WORDS = "alpha beta gamma delta river mountain city violin doctor painter blue green red born lives works".split(" ")
+WORDS = [
+    *("alpha", "beta", "gamma", "delta", "river", "mountain", "city", "violin"),
+    *("doctor", "painter", "blue", "green", "red", "born", "lives", "works"),
+]
 
 
 @pytest.fixture(scope="module")
