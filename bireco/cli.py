@@ -34,6 +34,9 @@ def train(cfg: DictConfig) -> float | None:
     """`bireco-train`: run the configured pipeline into the Hydra run directory."""
     from bireco.pipeline import run_pipeline
 
+    # Lightning prints its own INFO lines; without this Hydra's root handler would print each twice
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).propagate = False
     try:
         results = run_pipeline(cfg, HydraConfig.get().runtime.output_dir)
     finally:

@@ -162,15 +162,19 @@ def _token_pools(rng: random.Random, sizes: list[int]) -> list[list[str]]:
     return pools
 
 
-def _families(rng: random.Random, n: int, firsts: list[str], surnames: list[str], size: int) -> list[_Entity]:
-    """Group people into families that share a surname and roughly half their attributes."""
+def _families(
+    rng: random.Random, n: int, firsts: list[str], surnames: list[str], size: int, exclude: frozenset[str] = frozenset()
+) -> list[_Entity]:
+    """Group people into families that share a surname and roughly half their attributes.
+
+    Names in `exclude` are never used (held-out people get names no training person has)."""
     people: list[_Entity] = []
     for surname in surnames:
         anchor = {a: rng.choice(spec["values"]) for a, spec in _ATTRS.items()}
         family: list[_Entity] = []
         while len(family) < min(size, n - len(people)):
             first = rng.choice(firsts)
-            if any(p.name.startswith(first + " ") for p in family):
+            if any(p.name.startswith(first + " ") for p in family) or f"{first} {surname}" in exclude:
                 continue
             attrs = {a: v if rng.random() < 0.5 else rng.choice(_ATTRS[a]["values"]) for a, v in anchor.items()}
             for optional in _OPTIONAL_ATTRS:
@@ -184,15 +188,23 @@ def _families(rng: random.Random, n: int, firsts: list[str], surnames: list[str]
 
 
 def _build_entities(spec: WorldSpec) -> tuple[list[_Entity], list[_Entity]]:
-    """Train and held-out people (queried first, then distractors) from name pools that never overlap."""
+    """Train and held-out people (queried first, then distractors).
+
+    Held-out people are new *people*: full names no training person has, built from the same first names and
+    new surnames mixed with known ones, so a small model can generalize by matching name pieces it has seen
+    (as an LLM has seen most name pieces) while never having seen the person.
+    """
     rng = random.Random(f"bireco-synthetic-{spec.seed}-entities")
     n_held = spec.n_heldout_entities + spec.n_distractor_entities
-    sizes: list[int] = []
-    for n in (spec.n_train_entities, n_held):
-        sizes += [max(spec.family_size, math.ceil(0.8 * n)), math.ceil(n / spec.family_size)]  # first, surnames
-    train_first, train_sur, held_first, held_sur = _token_pools(rng, sizes)
-    train = _families(rng, spec.n_train_entities, train_first, train_sur, spec.family_size)
-    held = _families(rng, n_held, held_first, held_sur, spec.family_size)
+    n_first = max(spec.family_size, math.ceil(0.8 * spec.n_train_entities))
+    n_sur = math.ceil(spec.n_train_entities / spec.family_size)
+    n_held_sur = math.ceil(n_held / spec.family_size)
+    first, train_sur, new_sur = _token_pools(rng, [n_first, n_sur, math.ceil(n_held_sur / 2)])
+    train = _families(rng, spec.n_train_entities, first, train_sur, spec.family_size)
+    held_sur = new_sur + rng.sample(train_sur, n_held_sur - len(new_sur))
+    rng.shuffle(held_sur)
+    taken = frozenset(p.name for p in train)
+    held = _families(rng, n_held, first, held_sur, spec.family_size, exclude=taken)
     rng.shuffle(held)
     return train, held
 
