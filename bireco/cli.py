@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+
+from bireco.utils.resolvers import register as register_resolvers
+from bireco.utils.tracking import finish_wandb
 
 log = logging.getLogger("bireco")
 
@@ -17,16 +19,9 @@ for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ.setdefault(_var, "0" if os.environ.get("BIRECO_ONLINE") else "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+register_resolvers()
+
 CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
-
-
-def _close_wandb() -> None:
-    # one failed sweep job must not leave a dangling wandb run that breaks the next job
-    if "wandb" in sys.modules:
-        import wandb
-
-        if wandb.run is not None:
-            wandb.finish()
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
@@ -40,7 +35,7 @@ def train(cfg: DictConfig) -> float | None:
     try:
         results = run_pipeline(cfg, HydraConfig.get().runtime.output_dir)
     finally:
-        _close_wandb()
+        finish_wandb()  # one failed sweep job must not leave a dangling run that breaks the next
     probe = results.get("probe") or {}
     log.info("final probe: %s", probe)
     return probe.get("mrr@10")  # the sweep objective (e.g. for optuna sweepers)

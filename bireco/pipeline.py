@@ -25,6 +25,7 @@ from bireco.models.backbone import ARTIFACT_FILE, save_artifact
 from bireco.models.tiny import TinyLlamaSpec, build_tiny_model, train_tokenizer
 from bireco.utils.io import atomic_write_json, sha256_files, sha256_text
 from bireco.utils.locking import file_lock
+from bireco.utils.tracking import finish_wandb
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,10 @@ def run_stage(
     L.seed_everything(cfg.seed, workers=True)
     trainer, module, datamodule, probe = build_trainer_and_module(cfg, name, init_from, stage_dir, data, run_name)
     last = stage_dir / "checkpoints" / "last.ckpt"
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
+    finally:
+        finish_wandb()  # one wandb run per stage; also closed when the stage fails
     if trainer.interrupted:
         raise RuntimeError(f"stage '{name}' was interrupted; rerun the same command to resume from {last}")
     artifact = module.save_artifact(stage_dir / "artifact", init_from)

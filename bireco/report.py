@@ -33,7 +33,7 @@ def comparison_table(results: list[dict]) -> str:
         steps = by_stage.get("contrastive", {}).get("steps", "—")
         lines.append(
             f"| {r['pipeline']} | {' → '.join(r['stages'])} | {probe.get('recall@1', float('nan')):.4f} | "
-            f"{probe.get('mrr@10', float('nan')):.4f} | {'—' if gain is None else f'{gain:.3f}'} | {steps} |"
+            f"{probe.get('mrr@10', float('nan')):.4f} | {'—' if gain is None else f'{gain:.4f}'} | {steps} |"
         )
     return "\n".join(lines)
 

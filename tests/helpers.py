@@ -7,6 +7,10 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from bireco.utils.resolvers import register
+
+register()
+
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 # a few optimizer steps of everything, small batches, a small probe: seconds per pipeline on 2 cores

@@ -72,7 +72,7 @@ def test_paper_preset_runs_on_a_tiny_stand_in(model: str, fake_hub_model: str, t
         f"model={model}",
         f"model.pretrained={fake_hub_model}",
         "model.dtype=float32",
-        "model.max_length=64",
+        "model.max_length=160",
         *PAPER_CASES[model],
     ]
     cfg = compose_cfg(overrides)
@@ -105,3 +105,15 @@ def test_demo_experiment_runs(tmp_path: Path, bireco_cache) -> None:
     cfg = compose_cfg(["experiment=demo", "pipeline=baseline"])
     results = run_pipeline(cfg, tmp_path)
     assert results["probe"]["stage"] == "contrastive"
+
+
+SHARED_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "train_pairs"
+
+
+@pytest.mark.skipif(not SHARED_PAIRS.is_dir(), reason="../shared/data/train_pairs not present (CI has it)")
+def test_local_data_trains_on_the_shared_training_pairs(tmp_path: Path, bireco_cache) -> None:
+    cfg = compose_cfg(["data=local", f"data.path={SHARED_PAIRS}", "data.max_rows_per_source=400", "data.val_rows=32"])
+    results = run_pipeline(cfg, tmp_path)
+    done = json.loads((tmp_path / "stages" / "1-contrastive" / "stage_done.json").read_text())
+    assert done["steps"] == 3 and done["metrics"]["val/loss"] > 0
+    assert results["stages"] == ["reconstruction", "contrastive"]

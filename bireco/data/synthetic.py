@@ -163,7 +163,12 @@ def _token_pools(rng: random.Random, sizes: list[int]) -> list[list[str]]:
 
 
 def _families(
-    rng: random.Random, n: int, firsts: list[str], surnames: list[str], size: int, exclude: frozenset[str] = frozenset()
+    rng: random.Random,
+    n: int,
+    firsts: list[str],
+    surnames: list[str],
+    size: int,
+    exclude: frozenset[str] = frozenset(),
 ) -> list[_Entity]:
     """Group people into families that share a surname and roughly half their attributes.
 

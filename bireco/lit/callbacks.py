@@ -42,8 +42,13 @@ class RetrievalProbe(L.Callback):
         self.every = every_n_steps
         self.out_file = Path(out_file)
         self.batch_size = batch_size
-        self.history: list[dict] = []
-        self._last_step = -1
+        # a resumed stage keeps the curve it had before the interruption
+        self.history: list[dict] = (
+            [json.loads(line) for line in self.out_file.read_text().splitlines() if line.strip()]
+            if self.out_file.is_file()
+            else []
+        )
+        self._last_step = self.history[-1]["step"] if self.history else -1
 
     @rank_zero_only
     def _run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -51,6 +56,7 @@ class RetrievalProbe(L.Callback):
         if step == self._last_step:
             return
         self._last_step = step
+        self.history = [r for r in self.history if r["step"] < step]
         metrics = retrieval_probe(pl_module.encoder, self.task, self.instruction, self.batch_size)
         record = {"step": step, "stage": pl_module.stage, **metrics}
         self.history.append(record)

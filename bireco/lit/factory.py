@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import lightning as L
-from hydra.utils import instantiate
+from hydra.utils import get_class
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
 from omegaconf import DictConfig, OmegaConf
 
@@ -82,26 +82,24 @@ def build_module(name: str, stage: DictConfig, encoder: TextEncoder) -> StageMod
 def build_loggers(cfg: DictConfig, stage_dir: Path, run_name: str, stage: str) -> list[Any]:
     """Instantiate `cfg.logger.*` for this stage (CSV under the stage folder; one wandb run per stage)."""
     loggers = []
-    for key, lcfg in (cfg.logger or {}).items():
-        target = lcfg["_target_"]
+    for lcfg in (cfg.logger or {}).values():
+        kwargs = OmegaConf.to_container(lcfg, resolve=True)
+        target = kwargs.pop("_target_")
+        cls = get_class(target)
         if target.endswith("CSVLogger"):
-            loggers.append(instantiate(lcfg, save_dir=str(stage_dir), name="", version="logs"))
+            kwargs.update(save_dir=str(stage_dir), name="", version="logs")
         elif target.endswith("WandbLogger"):
-            mode = lcfg.get("mode") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
-            loggers.append(
-                instantiate(
-                    lcfg,
-                    save_dir=str(stage_dir),
-                    name=f"{run_name}/{stage}",
-                    group=lcfg.get("group") or run_name,
-                    tags=[cfg.model.name, cfg.pipeline.name, stage],
-                    mode=mode,
-                    config=OmegaConf.to_container(cfg, resolve=True),
-                )
+            kwargs.update(
+                save_dir=str(stage_dir),
+                name=f"{run_name}/{stage}",
+                group=kwargs.get("group") or run_name,
+                tags=[cfg.model.name, cfg.pipeline.name, stage],
+                mode=kwargs.get("mode") or ("online" if os.environ.get("WANDB_API_KEY") else "offline"),
+                config=OmegaConf.to_container(cfg, resolve=True),
             )
         else:
-            loggers.append(instantiate(lcfg, save_dir=str(stage_dir)))
-        log.debug("logger %s -> %s", key, target)
+            kwargs.setdefault("save_dir", str(stage_dir))
+        loggers.append(cls(**kwargs))
     return loggers
 
 
@@ -134,10 +132,14 @@ def build_trainer_and_module(
             save_top_k=0,
             every_n_train_steps=stage.checkpoint_every_n_steps,
         ),
-        LearningRateMonitor(logging_interval="step"),
-        ThroughputMonitor(batch_size_fn=batch_rows, length_fn=sequence_tokens),
         ParamCounts(),
     ]
+    loggers = build_loggers(cfg, stage_dir, run_name, name)
+    if loggers:  # these two only report through loggers
+        callbacks += [
+            LearningRateMonitor(logging_interval="step"),
+            ThroughputMonitor(batch_size_fn=batch_rows, length_fn=sequence_tokens),
+        ]
     probe = None
     if data.probe_dir is not None and stage.probe:
         probe = RetrievalProbe(
@@ -157,7 +159,7 @@ def build_trainer_and_module(
         val_check_interval=stage.val_check_interval,
         check_val_every_n_epoch=None,
         callbacks=callbacks,
-        logger=build_loggers(cfg, stage_dir, run_name, name) or False,
+        logger=loggers or False,
         default_root_dir=str(stage_dir),
         use_distributed_sampler=False,  # our batch sampler shards the homogeneous global batch itself
     )

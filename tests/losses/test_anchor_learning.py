@@ -22,8 +22,9 @@ def test_reconstruction_training_makes_the_embedding_carry_the_other_side(tmp_pa
     words = [f"w{i}" for i in range(60)]
     pairs = [(" ".join(rng.sample(words, 4)), " ".join(rng.sample(words, 6))) for _ in range(16)]
     tok = train_tokenizer([q + " " + d for q, d in pairs] * 5, 200, tmp_path)
-    spec = TinyLlamaSpec(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=1)
+    spec = TinyLlamaSpec(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1
+    )
     torch.manual_seed(0)
     model = build_tiny_model(spec, tok)
     enc = TextEncoder(model, tok, Template(), "eos", 64)
