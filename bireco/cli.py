@@ -39,3 +39,15 @@ def train(cfg: DictConfig) -> float | None:
     probe = results.get("probe") or {}
     log.info("final probe: %s", probe)
     return probe.get("mrr@10")  # the sweep objective (e.g. for optuna sweepers)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
+def evaluate(cfg: DictConfig) -> float | None:
+    """`bireco-eval`: mteb evaluation of a run / artifact / base model into the Hydra run directory."""
+    from bireco.eval.runner import run_eval
+
+    summary = run_eval(cfg, HydraConfig.get().runtime.output_dir)
+    log.info("average over %d tasks: %s", len(summary["tasks"]), summary["average"])
+    for category, score in summary["categories"].items():
+        log.info("  %-20s %.2f", category, score)
+    return summary["average"]

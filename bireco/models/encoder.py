@@ -95,11 +95,13 @@ class TextEncoder(nn.Module):
         normalize: bool = True,
         progress: bool = False,
         desc: str = "encoding",
+        instruction_separator: str | None = None,
     ) -> torch.Tensor:
         """Encode raw texts in length-sorted batches (less padding), returned in input order, fp32 on CPU.
 
         Args:
             instructions: one per text (queries) or None (documents get none).
+            instruction_separator: overrides the template's separator (evaluation conventions differ).
         """
         was_training = self.model.training
         self.model.eval()

@@ -90,7 +90,11 @@ class BoundTemplate:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
     def encode_batch(
-        self, texts: list[str], instructions: list[str | None] | None = None, max_length: int = 512
+        self,
+        texts: list[str],
+        instructions: list[str | None] | None = None,
+        max_length: int = 512,
+        separator: str | None = None,
     ) -> list[Encoded]:
         """Assemble sequences; only the text body is truncated so the template and the EOS id always survive.
 
@@ -98,6 +102,8 @@ class BoundTemplate:
             texts: the bodies.
             instructions: one per text (None = no instruction), e.g. the task instruction for queries.
             max_length: total length cap, template and EOS included.
+            separator: instruction separator for this call (evaluation may join with ": " where training used
+                "; "); None = the template's.
         """
         if instructions is None:
             instructions = [None] * len(texts)
@@ -107,7 +113,8 @@ class BoundTemplate:
             return []
         body_ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         uniq = {i for i in instructions if i}
-        instr_ids = {i: self._ids(i) + self.sep_ids for i in uniq}
+        sep_ids = self.sep_ids if separator is None else self._ids(separator)
+        instr_ids = {i: self._ids(i) + sep_ids for i in uniq}
         out = []
         for body, instr in zip(body_ids, instructions, strict=True):
             ins = instr_ids[instr] if instr else []

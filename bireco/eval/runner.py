@@ -1,0 +1,274 @@
+"""`bireco-eval`: evaluate a run, a stage artifact or a base model with mteb; write summary.json.
+
+Every metric is mteb's (its task classes and evaluators). What this module adds is what makes a number
+trustworthy: the weights' content hash as mteb's model revision (a new checkpoint never gets an old score),
+per-task skip only when the cached result is for the same data revision, and a summary that records every
+setting that can change a number.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+import mteb
+from mteb.cache import ResultCache
+from omegaconf import DictConfig, OmegaConf
+
+from bireco.eval.local_tasks import discover_tasks, task_category
+from bireco.eval.mteb_wrapper import MtebEncoder
+from bireco.models.backbone import BackboneSpec, load_backbone, read_artifact_meta
+from bireco.models.encoder import TextEncoder
+from bireco.models.templates import Template
+from bireco.utils.io import atomic_write_json, sha256_files, sha256_text
+
+log = logging.getLogger(__name__)
+
+
+class EvalDataError(RuntimeError):
+    """A task's data could not be loaded (e.g. no hub access)."""
+
+
+@dataclass
+class EvalModel:
+    """What is evaluated, and where it came from."""
+
+    path: str  # weights: hub name, folder or stage artifact
+    template: dict[str, Any]
+    pooling: str
+    max_length: int
+    dtype: str = "float32"
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def weights_hash(path: str, revision: str | None = None) -> str:
+    """Content hash of the weights an artifact stands for (adapter + its base, recursively); hub names hash as
+    name@revision (pin a commit to make that exact)."""
+    p = Path(path)
+    if not p.is_dir():
+        return sha256_text(f"{path}@{revision or 'main'}")
+    files = [f for f in p.iterdir() if f.suffix in (".safetensors", ".bin")]
+    own = sha256_files(files)
+    meta = read_artifact_meta(p)
+    if meta and meta.get("kind") == "adapter":
+        return sha256_text(own + weights_hash(meta["base"], meta.get("base_revision")))
+    return own
+
+
+def resolve_model(cfg: DictConfig) -> EvalModel:
+    """`run_dir=` (a pipeline output), `artifact=` (a stage artifact) or the `model` preset (a base model)."""
+    if cfg.run_dir:
+        run = Path(cfg.run_dir)
+        results_file, config_file = run / "results.json", run / "config.yaml"
+        if not results_file.is_file() or not config_file.is_file():
+            raise FileNotFoundError(f"{run}: not a finished pipeline run (needs results.json and config.yaml)")
+        results = json.loads(results_file.read_text())
+        run_cfg = OmegaConf.load(config_file)
+        return EvalModel(
+            results["final_artifact"],
+            OmegaConf.to_container(run_cfg.template, resolve=True),
+            run_cfg.pooling.name,
+            int(run_cfg.model.max_length),
+            cfg.model.dtype,
+            {"run_dir": str(run), "pipeline": results["pipeline"], "stages": results["stages"]},
+        )
+    path = cfg.artifact or cfg.model.pretrained
+    if not path:
+        raise ValueError(
+            "say what to evaluate: run_dir=<pipeline output>, artifact=<stage artifact> or a model "
+            "preset with model.pretrained set"
+        )
+    return EvalModel(
+        str(path),
+        OmegaConf.to_container(cfg.template, resolve=True),
+        cfg.pooling.name,
+        int(cfg.model.max_length),
+        cfg.model.dtype,
+        {"model_preset": cfg.model.name},
+    )
+
+
+def load_encoder(m: EvalModel, revision: str | None = None) -> TextEncoder:
+    model, tokenizer = load_backbone(BackboneSpec(m.path, revision, m.dtype))
+    model.eval()
+    import torch
+
+    if torch.cuda.is_available():
+        model.cuda()
+    return TextEncoder(model, tokenizer, Template(**m.template), m.pooling, m.max_length)
+
+
+def resolve_tasks(ecfg: DictConfig, run_cfg_data_root: Path | None = None) -> tuple[list, dict[str, str]]:
+    """Task objects and task name -> category."""
+    if ecfg.kind == "local":
+        root = Path(ecfg.data_root) if ecfg.data_root else run_cfg_data_root
+        if root is None:
+            raise ValueError("eval=local needs eval.data_root=DIR (a folder of task folders)")
+        tasks = discover_tasks(root, clustering=list(ecfg.clustering or []))
+        if not tasks:
+            raise ValueError(f"{root}: no task folders found")
+        return tasks, {t.metadata.name: task_category(t) for t in tasks}
+    if ecfg.kind == "mteb":
+        tasks, categories = [], {}
+        for category, entries in ecfg.categories.items():
+            for name, entry in entries.items():
+                kwargs = {"eval_splits": [entry.split]} if entry.get("split") else {}
+                if entry.get("hf_subsets"):
+                    kwargs["hf_subsets"] = list(entry.hf_subsets)
+                tasks.append(mteb.get_task(name, **kwargs))
+                categories[name] = category
+        return tasks, categories
+    raise ValueError(f"unknown eval.kind '{ecfg.kind}'; choose 'local' or 'mteb'")
+
+
+def instructions_of(ecfg: DictConfig, task_names: list[str]) -> dict[str, str | None]:
+    if ecfg.kind == "mteb":
+        return {n: e.get("instruction") for entries in ecfg.categories.values() for n, e in entries.items()}
+    table = OmegaConf.to_container(ecfg.instructions or {}, resolve=True)
+    default = ecfg.get("default_instruction")
+    out = {}
+    for name in task_names:
+        base = name[: -len("Clustering")] if name.endswith("Clustering") and name not in table else name
+        out[name] = table.get(name, table.get(base, default))
+    return out
+
+
+def _load_data(task) -> None:
+    try:
+        task.load_data()
+    except Exception as e:  # the hub message alone rarely says which task needed it
+        where = task.metadata.dataset.get("path")
+        raise EvalDataError(
+            f"task {task.metadata.name}: its data could not be reached ({where}); on an offline machine fill the "
+            f"Hugging Face cache first or use eval=local. Cause: {type(e).__name__}: {e}"
+        ) from e
+
+
+def evaluate_tasks(model: MtebEncoder, tasks: list, results_dir: Path, batch_size: int) -> dict[str, Any]:
+    """Run mteb task by task; a task already evaluated for these weights *and* this data revision is skipped."""
+    cache = ResultCache(cache_path=results_dir)
+    out = {}
+    for task in tasks:
+        name = task.metadata.name
+        data_revision = task.metadata.dataset.get("revision")
+        cached = cache.load_task_result(name, model.mteb_model_meta)
+        if cached is not None and cached.dataset_revision == data_revision:
+            log.info("%s: finished earlier for these weights and data, skipping", name)
+            out[name] = cached
+            continue
+        _load_data(task)
+        with _sklearn_single_thread():
+            result = mteb.evaluate(
+                model, [task], cache=cache, overwrite_strategy="always", encode_kwargs={"batch_size": batch_size}
+            )
+        if result.exceptions:
+            raise RuntimeError(f"task {name} failed in mteb: {result.exceptions}")
+        out[name] = result.task_results[0]
+    return out
+
+
+def _sklearn_single_thread():
+    """scikit-learn's own libgomp competes with torch's on small machines (k-means on 16 points took seconds)."""
+    from contextlib import nullcontext
+
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return nullcontext()
+    ctl = ThreadpoolController()
+    sk = ctl.select(user_api="openmp")
+    libs = [lib for lib in sk.lib_controllers if "scikit_learn" in lib.filepath]
+    if not libs:
+        return nullcontext()
+    return ctl.select(filepath=libs[0].filepath).limit(limits=1)
+
+
+def git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def summarize(results: dict[str, Any], categories: dict[str, str], settings: dict[str, Any]) -> dict[str, Any]:
+    """summary.json: per-task main scores (×100, as the paper's table), category means, overall mean."""
+    tasks = {}
+    for name, res in results.items():
+        tasks[name] = {
+            "category": categories[name],
+            "main_score": 100.0 * res.get_score(),
+            "metric": _main_metric(res),
+        }
+    by_cat: dict[str, list[float]] = {}
+    for t in tasks.values():
+        by_cat.setdefault(t["category"], []).append(t["main_score"])
+    return {
+        "tasks": tasks,
+        "categories": {c: mean(v) for c, v in sorted(by_cat.items())},
+        "average": mean(t["main_score"] for t in tasks.values()) if tasks else None,
+        "settings": settings,
+    }
+
+
+def _main_metric(res: Any) -> str:
+    for split_scores in res.scores.values():
+        for s in split_scores:
+            if "main_score" in s:
+                return next((k for k, v in s.items() if k != "main_score" and v == s["main_score"]), "main_score")
+    return "main_score"
+
+
+def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
+    out = Path(out_dir)
+    em = resolve_model(cfg)
+    run_root = None
+    if cfg.run_dir and cfg.eval.kind == "local" and not cfg.eval.data_root:
+        run_cfg = OmegaConf.load(Path(cfg.run_dir) / "config.yaml")
+        if run_cfg.data.kind == "synthetic":
+            from bireco.pipeline import prepare_data
+
+            run_root = prepare_data(run_cfg).probe_dir.parent  # the held-out split, written as task folders
+    tasks, categories = resolve_tasks(cfg.eval, run_root)
+    revision = weights_hash(em.path, cfg.model.revision if not cfg.run_dir and not cfg.artifact else None)
+    encoder = load_encoder(em, cfg.model.revision if not cfg.run_dir and not cfg.artifact else None)
+    names = [t.metadata.name for t in tasks]
+    instructions = instructions_of(cfg.eval, names)
+    wrapper = MtebEncoder(
+        encoder,
+        name=f"bireco/{Path(em.path).name or 'model'}",
+        revision=revision[:16],
+        instructions=instructions,
+        instruction_separator=cfg.eval.instruction_separator,
+        batch_size=cfg.batch_size,
+        cache_dir=Path(cfg.paths.cache_dir) / "embeddings" if cfg.embedding_cache else None,
+    )
+    results = evaluate_tasks(wrapper, tasks, out / "mteb", cfg.batch_size)
+    settings = {
+        "model": em.path,
+        "weights_sha256": revision,
+        "provenance": em.provenance,
+        "artifact": read_artifact_meta(em.path) if Path(em.path).is_dir() else None,
+        "template": em.template,
+        "pooling": em.pooling,
+        "max_length": em.max_length,
+        "dtype": em.dtype,
+        "autocast": "bf16 on CUDA" if next(encoder.model.parameters()).is_cuda else "none (CPU, fp32)",
+        "batch_size": cfg.batch_size,
+        "instructions": {n: instructions.get(n) for n in names},
+        "instruction_separator": cfg.eval.instruction_separator,
+        "eval": cfg.eval.name,
+        "data_revisions": {t.metadata.name: t.metadata.dataset.get("revision") for t in tasks},
+        "mteb_version": mteb.__version__,
+        "git_commit": git_commit(),
+    }
+    summary = summarize(results, categories, settings)
+    atomic_write_json(out / "summary.json", summary)
+    return summary
