@@ -109,7 +109,9 @@ def resolve_tasks(ecfg: DictConfig, run_cfg_data_root: Path | None = None) -> tu
         root = Path(ecfg.data_root) if ecfg.data_root else run_cfg_data_root
         if root is None:
             raise ValueError("eval=local needs eval.data_root=DIR (a folder of task folders)")
-        tasks = discover_tasks(root, clustering=list(ecfg.clustering or []))
+        # clustering views are declared per folder name; a declared folder absent under this root is not an error
+        clustering = [c for c in (ecfg.clustering or []) if (root / c).is_dir()]
+        tasks = discover_tasks(root, clustering=clustering)
         if not tasks:
             raise ValueError(f"{root}: no task folders found")
         return tasks, {t.metadata.name: task_category(t) for t in tasks}
@@ -198,14 +200,20 @@ def git_commit() -> str | None:
         return None
 
 
-def summarize(results: dict[str, Any], categories: dict[str, str], settings: dict[str, Any]) -> dict[str, Any]:
-    """summary.json: per-task main scores (×100, as the paper's table), category means, overall mean."""
+def summarize(
+    results: dict[str, Any], categories: dict[str, str], settings: dict[str, Any], metrics: dict[str, str]
+) -> dict[str, Any]:
+    """summary.json: per-task main scores (×100, as the paper's table), category means, overall mean.
+
+    Args:
+        metrics: task name -> the main score's name (from the task's metadata).
+    """
     tasks = {}
     for name, res in results.items():
         tasks[name] = {
             "category": categories[name],
             "main_score": 100.0 * res.get_score(),
-            "metric": _main_metric(res),
+            "metric": metrics[name],
         }
     by_cat: dict[str, list[float]] = {}
     for t in tasks.values():
@@ -216,14 +224,6 @@ def summarize(results: dict[str, Any], categories: dict[str, str], settings: dic
         "average": mean(t["main_score"] for t in tasks.values()) if tasks else None,
         "settings": settings,
     }
-
-
-def _main_metric(res: Any) -> str:
-    for split_scores in res.scores.values():
-        for s in split_scores:
-            if "main_score" in s:
-                return next((k for k, v in s.items() if k != "main_score" and v == s["main_score"]), "main_score")
-    return "main_score"
 
 
 def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
@@ -269,6 +269,6 @@ def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         "mteb_version": mteb.__version__,
         "git_commit": git_commit(),
     }
-    summary = summarize(results, categories, settings)
+    summary = summarize(results, categories, settings, {t.metadata.name: t.metadata.main_score for t in tasks})
     atomic_write_json(out / "summary.json", summary)
     return summary

@@ -106,9 +106,8 @@ class TextEncoder(nn.Module):
         was_training = self.model.training
         self.model.eval()
         device = next(self.model.parameters()).device
-        enc = self.bound.encode_batch(
-            list(texts), None if instructions is None else list(instructions), self.max_length
-        )
+        instr = None if instructions is None else list(instructions)
+        enc = self.bound.encode_batch(list(texts), instr, self.max_length, instruction_separator)
         order = sorted(range(len(enc)), key=lambda i: -len(enc[i].input_ids))
         out = torch.empty(len(enc), self.model.config.hidden_size, dtype=torch.float32)
         for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):

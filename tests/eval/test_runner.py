@@ -1,0 +1,184 @@
+"""The evaluation runner: exact metrics end to end, trustworthy caching, fail-fast offline, summary.json."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+import bireco.eval.runner as runner
+from bireco.eval.local_tasks import load_local_task
+from bireco.eval.mteb_wrapper import MtebEncoder
+from bireco.eval.runner import EvalDataError, evaluate_tasks, resolve_tasks, run_eval, summarize
+from bireco.models.encoder import TextEncoder
+from bireco.models.templates import Template
+from bireco.models.tiny import TinyLlamaSpec, build_tiny_model, train_tokenizer
+from bireco.pipeline import run_pipeline
+from tests.eval.test_local_tasks import CORPUS, QUERIES, RETRIEVAL_VECTORS, LookupEncoder, write_beir
+from tests.helpers import CONF_DIR, compose_cfg
+
+PERFECT = [("q1", "d1", 1), ("q2", "d4", 1), ("q2", "d3", 1)]
+REVERSED = [("q1", "d4", 1), ("q2", "d1", 1), ("q2", "d2", 1)]
+
+
+def test_summary_holds_the_hand_computed_metrics(tmp_path: Path) -> None:
+    tasks = [
+        load_local_task(write_beir(tmp_path / "perfect", CORPUS, QUERIES, PERFECT)),
+        load_local_task(write_beir(tmp_path / "reversed", CORPUS, QUERIES, REVERSED)),
+    ]
+    results = evaluate_tasks(LookupEncoder(RETRIEVAL_VECTORS), tasks, tmp_path / "mteb", batch_size=4)
+    summary = summarize(
+        results,
+        {"perfect": "Retrieval", "reversed": "Retrieval"},
+        {"x": 1},
+        {t.metadata.name: t.metadata.main_score for t in tasks},
+    )
+    import math
+
+    reversed_ndcg = (1 / math.log2(5) + (1 / math.log2(4) + 1 / math.log2(5)) / (1 + 1 / math.log2(3))) / 2
+    assert summary["tasks"]["perfect"] == {
+        "category": "Retrieval",
+        "main_score": pytest.approx(100.0),
+        "metric": "ndcg_at_10",
+    }
+    assert summary["tasks"]["reversed"]["main_score"] == pytest.approx(100 * reversed_ndcg, abs=1e-3)
+    assert summary["categories"]["Retrieval"] == pytest.approx((100 + 100 * reversed_ndcg) / 2, abs=1e-3)
+    assert summary["average"] == summary["categories"]["Retrieval"]
+    # mteb's own per-task result files are kept next to the summary
+    assert list((tmp_path / "mteb").rglob("perfect.json"))
+
+
+def test_rerun_skips_finished_tasks_but_not_changed_data(tmp_path: Path, monkeypatch) -> None:
+    folder = write_beir(tmp_path / "task", CORPUS, QUERIES, PERFECT)
+    model = LookupEncoder(RETRIEVAL_VECTORS)
+    first = evaluate_tasks(model, [load_local_task(folder)], tmp_path / "mteb", 4)["task"].get_score()
+    calls = []
+    real = runner.mteb.evaluate
+    monkeypatch.setattr(runner.mteb, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = evaluate_tasks(model, [load_local_task(folder)], tmp_path / "mteb", 4)["task"].get_score()
+    assert calls == [] and again == first  # same weights, same data: read back, not recomputed
+    write_beir(folder, CORPUS, QUERIES, REVERSED)  # the data changed: a new revision is evaluated anew
+    changed = evaluate_tasks(model, [load_local_task(folder)], tmp_path / "mteb", 4)["task"].get_score()
+    assert calls == [1] and changed < first
+
+
+def test_new_weights_never_get_an_old_score(tmp_path: Path) -> None:
+    folder = write_beir(tmp_path / "task", CORPUS, QUERIES, PERFECT)
+    old = LookupEncoder(RETRIEVAL_VECTORS)
+    evaluate_tasks(old, [load_local_task(folder)], tmp_path / "mteb", 4)
+    swapped = {
+        **RETRIEVAL_VECTORS,
+        "query q1": RETRIEVAL_VECTORS["query q2"],
+        "query q2": RETRIEVAL_VECTORS["query q1"],
+    }
+    new = LookupEncoder(swapped)
+    new.mteb_model_meta = new.mteb_model_meta.model_copy(update={"revision": "2"})  # = a new content hash
+    score = evaluate_tasks(new, [load_local_task(folder)], tmp_path / "mteb", 4)["task"].get_score()
+    assert score < 0.99
+
+
+def test_mteb_en_has_the_papers_56_tasks_and_fails_fast_offline(monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("eval", overrides=["eval=mteb_en"])
+    tasks, categories = resolve_tasks(cfg.eval)
+    counts = {c: list(categories.values()).count(c) for c in set(categories.values())}
+    assert counts == {
+        "Retrieval": 15,
+        "Reranking": 4,
+        "Clustering": 11,
+        "PairClassification": 3,
+        "Classification": 12,
+        "STS": 10,
+        "Summarization": 1,
+    }
+    assert all(t.metadata.type == categories[t.metadata.name] for t in tasks)
+    task = next(t for t in tasks if t.metadata.name == "SciFact")
+    start = time.monotonic()
+    with pytest.raises(EvalDataError, match=r"SciFact.*could not be reached"):
+        runner._load_data(task)
+    assert time.monotonic() - start < 30
+
+
+@pytest.fixture(scope="module")
+def tiny_text_encoder(tmp_path_factory) -> TextEncoder:
+    texts = [f"person {i} lives in city {i % 7} and plays the violin" for i in range(200)]
+    tok = train_tokenizer(texts, 300, tmp_path_factory.mktemp("tok"))
+    spec = TinyLlamaSpec(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1
+    )
+    model = build_tiny_model(spec, tok).eval()
+    return TextEncoder(model, tok, Template(instruction_separator="; "), "eos", 64)
+
+
+def test_wrapper_embeddings_equal_the_training_time_encoder(tiny_text_encoder: TextEncoder, tmp_path: Path) -> None:
+    enc = tiny_text_encoder
+    wrapper = MtebEncoder(
+        enc, "t/tiny", "rev", {"T": "find the city"}, instruction_separator=": ", batch_size=2, cache_dir=tmp_path
+    )
+    texts = ["person 3 lives in city 3", "violin", "person 12 plays the violin in city 5 and more"]
+    # documents: exactly what the training forward pass produces
+    batch = enc.tokenize(texts)
+    with torch.no_grad():
+        train_side = torch.nn.functional.normalize(enc(batch["input_ids"], batch["attention_mask"]), dim=-1)
+    assert torch.allclose(torch.from_numpy(wrapper.encode_texts(texts, None)), train_side, atol=1e-5)
+    # queries: the instruction as its own segment with the evaluation separator
+    q = enc.bound.encode_batch(texts, ["find the city"] * 3, 64, separator=": ")
+    from bireco.data.collate import pad_encoded
+
+    qb = pad_encoded(q, enc.pad_id)
+    with torch.no_grad():
+        q_train = torch.nn.functional.normalize(enc(qb["input_ids"], qb["attention_mask"]), dim=-1)
+    got = wrapper.encode_texts(texts, "find the city")
+    assert torch.allclose(torch.from_numpy(got), q_train, atol=1e-5)
+    # the second call is served from the embedding cache
+    enc.encode = None  # type: ignore[assignment]  # would fail if called
+    try:
+        assert (wrapper.encode_texts(texts, "find the city") == got).all()
+    finally:
+        del enc.encode
+
+
+def test_instructions_go_to_queries_only() -> None:
+    from mteb.types import PromptType
+
+    w = MtebEncoder.__new__(MtebEncoder)
+    w.instructions, w.symmetric_tasks = {"T": "do it"}, ("STS",)
+    assert w.instruction_for("T", "Retrieval", PromptType.query) == "do it"
+    assert w.instruction_for("T", "Retrieval", PromptType.document) is None
+    assert w.instruction_for("T", "STS", None) == "do it"
+    assert w.instruction_for("T", "Retrieval", None) is None
+
+
+@pytest.mark.integration
+def test_bireco_eval_on_a_trained_run(tmp_path: Path, bireco_cache: str) -> None:
+    run = tmp_path / "run"
+    run_pipeline(compose_cfg(["pipeline=baseline"]), run)
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("eval", overrides=[f"run_dir={run}", "batch_size=16"])
+    summary = run_eval(cfg, tmp_path / "eval")
+    assert json.loads((tmp_path / "eval" / "summary.json").read_text()) == summary
+    assert set(summary["tasks"]) == {"retrieval"} and summary["tasks"]["retrieval"]["category"] == "Retrieval"
+    assert 0.0 <= summary["average"] <= 100.0
+    settings = summary["settings"]
+    for key in (
+        "model",
+        "weights_sha256",
+        "template",
+        "instructions",
+        "max_length",
+        "pooling",
+        "dtype",
+        "batch_size",
+        "mteb_version",
+        "git_commit",
+        "data_revisions",
+    ):
+        assert key in settings, key
+    assert settings["instructions"]["retrieval"].startswith("Given a question about a person")
+    assert settings["artifact"]["kind"] == "adapter"
