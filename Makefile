@@ -15,7 +15,7 @@ export OMP_NUM_THREADS ?= 2
 
 DEMO_DIR ?= runs/demo
 
-.PHONY: help setup test test-all demo lint format clean
+.PHONY: help setup test test-all demo eval-shared lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -38,7 +38,12 @@ test-all: $(STAMP)  ## everything, including slow tests
 
 demo: $(STAMP)  ## embedded default end to end: warm-up, bireco and baseline, comparison table
 	$(BIN)/bireco-train -m experiment=demo pipeline=bireco,baseline hydra.sweep.dir=$(DEMO_DIR)
+	# mteb on the held-out split (written as a BEIR task folder): the same path as eval=local on real data
+	for p in bireco baseline; do $(BIN)/bireco-eval run_dir=$(DEMO_DIR)/$$p hydra.run.dir=$(DEMO_DIR)/$$p/eval || exit 1; done
 	$(BIN)/python -m bireco.report $(DEMO_DIR)/bireco $(DEMO_DIR)/baseline
+
+eval-shared: $(STAMP)  ## mteb on ../shared/data (eval=local) for the demo's bireco run
+	$(BIN)/bireco-eval run_dir=$(DEMO_DIR)/bireco eval.data_root=../shared/data hydra.run.dir=$(DEMO_DIR)/bireco/eval-shared
 
 lint: $(STAMP)  ## ruff lint + format check
 	$(BIN)/ruff check bireco tests experiments

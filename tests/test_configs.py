@@ -10,8 +10,9 @@ from omegaconf import OmegaConf
 from tests.helpers import CONF_DIR, compose_cfg
 
 GROUP_FILES = sorted(
-    (p.parent.name, p.stem) for p in Path(CONF_DIR).glob("*/*.yaml") if p.parent.name not in ("experiment",)
+    (p.parent.name, p.stem) for p in Path(CONF_DIR).glob("*/*.yaml") if p.parent.name not in ("experiment", "eval")
 )
+EVAL_FILES = sorted(p.stem for p in Path(CONF_DIR).glob("eval/*.yaml"))
 GROUP_OVERRIDE = {
     "model": "model={}",
     "template": "template={}",
@@ -107,3 +108,13 @@ def test_paper_presets_carry_the_paper_settings(model: str, template: str, s1, s
 
 def test_template_override_beats_the_model_choice() -> None:
     assert compose_cfg(["model=qwen2.5-1.5b", "template=llama3"], fast=False).template.name == "llama3"
+
+
+@pytest.mark.parametrize("name", EVAL_FILES)
+def test_every_eval_config_composes(name: str) -> None:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("eval", overrides=[f"eval={name}", "run_dir=/some/run"])
+    OmegaConf.to_container(cfg, resolve=True)
+    assert cfg.eval.name == name and cfg.eval.kind in ("local", "mteb")

@@ -42,3 +42,14 @@ def test_main_reads_run_dirs(tmp_path: Path, capsys) -> None:
     (run / "results.json").write_text(json.dumps(_result("baseline", ["contrastive"], 0.5, 0.5, None)))
     main([str(run)])
     assert "| baseline | contrastive | 0.5000 | 0.5000 |" in capsys.readouterr().out
+
+
+def test_mteb_average_column_when_bireco_eval_ran(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "eval").mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps(_result("bireco", ["reconstruction", "contrastive"], 0.5, 0.5, 0.1)))
+    (run / "eval" / "summary.json").write_text(json.dumps({"average": 41.9491, "tasks": {}}))
+    table = comparison_table([load_result(run), load_result(tmp_path / "gone")])
+    assert table.splitlines()[0].endswith("| Stage II steps | mteb average |")
+    assert table.splitlines()[2].endswith("| 0.1000 | 200 | 41.95 |")
+    assert table.splitlines()[3].endswith("| | | | | |")

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from bireco.data.collate import PairCollator
 from bireco.data.datamodule import PairDataModule
 from bireco.lit.base import OptimConfig, StageModule, batch_rows, sequence_tokens
-from bireco.lit.callbacks import ParamCounts, RetrievalProbe
+from bireco.lit.callbacks import MtebProbe, ParamCounts, RetrievalProbe
 from bireco.lit.stages import ContrastiveModule, ReconstructionModule, WarmupModule
 from bireco.models.backbone import BackboneSpec, load_backbone
 from bireco.models.encoder import TextEncoder
@@ -150,6 +150,16 @@ def build_trainer_and_module(
             max_queries=cfg.probe.max_queries,
         )
         callbacks.append(probe)
+    mteb_dir = cfg.probe.get("mteb_data_root")
+    if mteb_dir and stage.probe and cfg.probe.get("mteb_every_n_steps"):
+        callbacks.append(
+            MtebProbe(
+                mteb_dir,
+                dict(OmegaConf.to_container(cfg.probe.mteb_instructions, resolve=True) or {}),
+                cfg.probe.mteb_every_n_steps,
+                stage_dir / "mteb_probe.jsonl",
+            )
+        )
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer = L.Trainer(
         **trainer_kwargs,

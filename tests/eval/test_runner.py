@@ -182,3 +182,14 @@ def test_bireco_eval_on_a_trained_run(tmp_path: Path, bireco_cache: str) -> None
         assert key in settings, key
     assert settings["instructions"]["retrieval"].startswith("Given a question about a person")
     assert settings["artifact"]["kind"] == "adapter"
+
+
+@pytest.mark.integration
+def test_in_training_mteb_probe_logs_mteb_scores(tmp_path: Path, bireco_cache: str) -> None:
+    folder = write_beir(tmp_path / "tasks" / "toy", CORPUS, QUERIES, PERFECT)
+    cfg = compose_cfg(["pipeline=baseline", f"probe.mteb_data_root={folder.parent}", "probe.mteb_every_n_steps=2"])
+    run_pipeline(cfg, tmp_path / "run")
+    lines = (tmp_path / "run" / "stages" / "0-contrastive" / "mteb_probe.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["step"] for r in records] == [0, 2, 3]
+    assert all(0.0 <= r["toy"] <= 100.0 for r in records)
