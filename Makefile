@@ -14,8 +14,21 @@ export TOKENIZERS_PARALLELISM ?= false
 export OMP_NUM_THREADS ?= 2
 
 DEMO_DIR ?= runs/demo
+SHARED ?= ../shared/data
+PRESET ?= tiny
+DRY_RUN ?=
+ECHO_DATA ?= /datasets/echo-e5
+PAPER_MODELS := llama3.2-1b qwen2.5-1.5b llama3.2-3b mistral-7b llama3.1-8b
+TABLE_DIR = runs/reproduce-table/$(PRESET)
+# the tiny sweep trains on the shared training pairs and evaluates on the shared task folders when present
+ifneq ($(wildcard $(SHARED)/train_pairs),)
+TINY_DATA := data=local data.path=$(SHARED)/train_pairs eval.data_root=$(SHARED) \
+	probe.task_dir=$(SHARED)/scifact probe.every_n_steps=50 probe.max_queries=100
+else
+TINY_DATA :=
+endif
 
-.PHONY: help setup test test-all demo eval-shared lint format clean
+.PHONY: help setup test test-all demo eval-shared reproduce-table lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -44,6 +57,23 @@ demo: $(STAMP)  ## embedded default end to end: warm-up, bireco and baseline, co
 
 eval-shared: $(STAMP)  ## mteb on ../shared/data (eval=local) for the demo's bireco run
 	$(BIN)/bireco-eval run_dir=$(DEMO_DIR)/bireco eval.data_root=../shared/data hydra.run.dir=$(DEMO_DIR)/bireco/eval-shared
+
+reproduce-table: $(STAMP)  ## sweep + table (PRESET=tiny here; PRESET=paper on SLURM; DRY_RUN=1 prints the jobs)
+ifeq ($(PRESET),paper)
+ifneq ($(DRY_RUN),)
+	$(BIN)/python -m bireco.sweep_plan experiment=paper_table data.path=$(ECHO_DATA) --models $(PAPER_MODELS)
+else
+	# one sweep per model (per-model SLURM resources), submitted in parallel
+	for m in $(PAPER_MODELS); do \
+		$(BIN)/bireco-train -m experiment=paper_table model=$$m data.path=$(ECHO_DATA) & done; wait
+	$(BIN)/bireco-table $(TABLE_DIR) --out $(TABLE_DIR)/table \
+		$(foreach m,$(PAPER_MODELS),--expect $(m):baseline --expect $(m):bireco)
+endif
+else
+	$(BIN)/bireco-train -m experiment=reproduce_tiny $(TINY_DATA)
+	$(BIN)/bireco-table $(TABLE_DIR) --out $(TABLE_DIR)/table \
+		--expect tiny:baseline --expect tiny:bireco --expect tiny:only_q2d --expect tiny:only_d2q
+endif
 
 lint: $(STAMP)  ## ruff lint + format check
 	$(BIN)/ruff check bireco tests experiments

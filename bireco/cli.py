@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+import traceback
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
+from bireco.utils.io import atomic_write_json
 from bireco.utils.resolvers import register as register_resolvers
-from bireco.utils.tracking import finish_wandb
+from bireco.utils.tracking import finish_wandb, log_final_metrics
 
 log = logging.getLogger("bireco")
 
@@ -21,19 +24,52 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 register_resolvers()
 
+FAILED_FILE = "failed.json"
+
 CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def train(cfg: DictConfig) -> float | None:
-    """`bireco-train`: run the configured pipeline into the Hydra run directory."""
+    """`bireco-train`: run the configured pipeline (and its evaluation) into the Hydra run directory.
+
+    In a multirun sweep a failing job writes `failed.json` (shown as failed in the table) and the sweep goes on;
+    a single run fails loudly.
+    """
+    from hydra.types import RunMode
+
     from bireco.pipeline import run_pipeline
 
     # Lightning prints its own INFO lines; without this Hydra's root handler would print each twice
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).propagate = False
+    hc = HydraConfig.get()
+    out = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    if multirun and cfg.get("run_group") is None:
+        with open_dict(cfg):
+            cfg.run_group = Path(hc.sweep.dir).name
+    (out / FAILED_FILE).unlink(missing_ok=True)
     try:
-        results = run_pipeline(cfg, HydraConfig.get().runtime.output_dir)
+        results = run_pipeline(cfg, out)
+        if cfg.eval.kind != "none":
+            from bireco.eval.runner import evaluate_run
+
+            results["eval"] = evaluate_run(cfg, out)
+        log_final_metrics(cfg, out, results)
+    except Exception as e:
+        atomic_write_json(
+            out / FAILED_FILE,
+            {
+                "error": f"{type(e).__name__}: {e}".splitlines()[0][:500],
+                "stage": getattr(e, "stage", None),
+                "traceback": traceback.format_exc(),
+            },
+        )
+        if not multirun:
+            raise
+        log.exception("job failed (recorded in %s); the sweep goes on", out / FAILED_FILE)
+        return None
     finally:
         finish_wandb()  # one failed sweep job must not leave a dangling run that breaks the next
     probe = results.get("probe") or {}

@@ -32,6 +32,14 @@ log = logging.getLogger(__name__)
 DONE_FILE = "stage_done.json"
 
 
+class StageError(RuntimeError):
+    """A stage failed; carries the stage's name so failure records and tables can say where."""
+
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        super().__init__(f"stage {stage}: {type(cause).__name__}: {cause}")
+        self.stage = stage
+
+
 @dataclass
 class PreparedData:
     """Where a run's data is, after any generation step."""
@@ -170,7 +178,10 @@ def run_pipeline(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     run_name = cfg.get("run_name") or f"{cfg.model.name}-{cfg.pipeline.name}"
     records = []
     for i, name in enumerate(cfg.pipeline.stages):
-        rec = run_stage(cfg, name, str(init_from), run_dir / "stages" / f"{i}-{name}", data, run_name)
+        try:
+            rec = run_stage(cfg, name, str(init_from), run_dir / "stages" / f"{i}-{name}", data, run_name)
+        except Exception as e:
+            raise StageError(name, e) from e
         records.append(rec)
         init_from = rec["artifact"]
     results = {

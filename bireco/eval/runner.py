@@ -272,3 +272,21 @@ def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     summary = summarize(results, categories, settings, {t.metadata.name: t.metadata.main_score for t in tasks})
     atomic_write_json(out / "summary.json", summary)
     return summary
+
+
+def evaluate_run(train_cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Evaluate a just-finished pipeline run with its training config's `eval` settings, into <run>/eval."""
+    cfg = OmegaConf.create(
+        {
+            "run_dir": str(run_dir),
+            "artifact": None,
+            "model": OmegaConf.to_container(train_cfg.model, resolve=True),
+            "template": OmegaConf.to_container(train_cfg.template, resolve=True),
+            "pooling": OmegaConf.to_container(train_cfg.pooling, resolve=True),
+            "eval": OmegaConf.to_container(train_cfg.eval, resolve=True),
+            "batch_size": train_cfg.eval_batch_size,
+            "embedding_cache": True,
+            "paths": OmegaConf.to_container(train_cfg.paths, resolve=True),
+        }
+    )
+    return run_eval(cfg, Path(run_dir) / "eval")

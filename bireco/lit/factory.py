@@ -6,7 +6,6 @@ This is the one place that maps config to objects, so the modules themselves sta
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from bireco.lit.stages import ContrastiveModule, ReconstructionModule, WarmupMod
 from bireco.models.backbone import BackboneSpec, load_backbone
 from bireco.models.encoder import TextEncoder
 from bireco.models.templates import Template
+from bireco.utils.tracking import wandb_mode
 
 if TYPE_CHECKING:
     from bireco.pipeline import PreparedData
@@ -92,9 +92,9 @@ def build_loggers(cfg: DictConfig, stage_dir: Path, run_name: str, stage: str) -
             kwargs.update(
                 save_dir=str(stage_dir),
                 name=f"{run_name}/{stage}",
-                group=kwargs.get("group") or run_name,
+                group=kwargs.get("group") or cfg.get("run_group") or run_name,
                 tags=[cfg.model.name, cfg.pipeline.name, stage],
-                mode=kwargs.get("mode") or ("online" if os.environ.get("WANDB_API_KEY") else "offline"),
+                mode=wandb_mode(kwargs.get("mode")),
                 config=OmegaConf.to_container(cfg, resolve=True),
             )
         else:

@@ -1,0 +1,94 @@
+"""Dry run of a sweep: compose every job exactly as `bireco-train -m` would, validate it, print what it would run.
+
+    python -m bireco.sweep_plan experiment=paper_table data.path=/datasets/echo-e5 --models llama3.2-1b qwen2.5-1.5b
+
+Nothing is trained or launched; an invalid job fails here instead of hours later on the cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from bireco.cli import CONF_DIR
+from bireco.config import validate_config
+
+
+def sweep_params(cfg: DictConfig) -> dict[str, list[str]]:
+    params = cfg.hydra.sweeper.get("params") or {}
+    return {k: [v.strip() for v in str(vals).split(",")] for k, vals in params.items()}
+
+
+def _peft(p: DictConfig) -> str:
+    return f"LoRA r={p.r} alpha={p.alpha} dropout={p.dropout}" if p.enabled else "full"
+
+
+def describe(job: DictConfig) -> dict[str, Any]:
+    """The settings that decide a job's result and cost, resolved."""
+    out: dict[str, Any] = {"model": job.model.name, "pretrained": job.model.pretrained, "pipeline": job.pipeline.name}
+    for name in job.pipeline.stages:
+        st = job.stages[name]
+        entry = {
+            "steps": st.max_steps,
+            "lr": st.optim.lr,
+            "warmup": st.optim.warmup_steps,
+            "batch": f"{st.batch_size}x{st.accumulate_grad_batches} accum per device",
+            "peft": f"LoRA r={st.peft.r} alpha={st.peft.alpha} dropout={st.peft.dropout}"
+            if st.peft.enabled
+            else "full",
+        }
+        if name == "reconstruction":
+            entry["alpha"] = st.alpha
+        if name == "contrastive":
+            entry["scale"] = st.scale
+        out[name] = entry
+    out["data"] = f"{job.data.name} ({job.data.get('path', 'generated')})"
+    out["eval"] = job.eval.name
+    out["trainer"] = f"{job.trainer.strategy} precision={job.trainer.precision}"
+    launcher = OmegaConf.to_container(job.hydra.launcher, resolve=True)
+    keys = ("nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "mem_gb", "timeout_min", "partition")
+    out["resources"] = {k: launcher[k] for k in keys if k in launcher}
+    out["dir"] = f"{job.hydra.sweep.dir}/{job.hydra.sweep.subdir}"
+    return out
+
+
+def plan(overrides: list[str], models: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every job of the sweep(s): one sweep per model when `models` is given (per-model SLURM resources)."""
+    jobs = []
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        for model in models or [None]:
+            base_overrides = overrides + ([f"model={model}"] if model else [])
+            base = compose("train", overrides=base_overrides, return_hydra_config=True)
+            params = sweep_params(base)
+            for combo in itertools.product(*params.values()):
+                job_overrides = base_overrides + [f"{k}={v}" for k, v in zip(params, combo, strict=True)]
+                job = compose("train", overrides=job_overrides, return_hydra_config=True)
+                validate_config(job)
+                jobs.append(describe(job))
+    return jobs
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=paper_table")
+    parser.add_argument("--models", nargs="*", default=None, help="one sweep per model preset")
+    args = parser.parse_args(argv)
+    from bireco.utils.resolvers import register
+
+    register()
+    jobs = plan(args.overrides, args.models)
+    for i, job in enumerate(jobs, 1):
+        sys.stdout.write(f"job {i}/{len(jobs)}: {job['model']} / {job['pipeline']}  ->  {job['dir']}\n")
+        for key, value in job.items():
+            if key not in ("model", "pipeline", "dir"):
+                sys.stdout.write(f"    {key}: {value}\n")
+    sys.stdout.write(f"{len(jobs)} jobs composed and validated; nothing launched (dry run)\n")
+
+
+if __name__ == "__main__":
+    main()

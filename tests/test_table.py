@@ -1,0 +1,205 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bireco.table import build_rows, collect_runs, load_paper_table, main, read_run, render_latex, write_table
+
+CATS = ["Retrieval", "Reranking", "Clustering", "PairClassification", "Classification", "STS", "Summarization"]
+# paper numbers + 1.00 (baseline) and − 0.50 (bireco): ours − paper is exact by hand
+BASELINE = [51.06, 55.94, 45.38, 83.71, 73.17, 82.27, 30.94, 61.99]
+BIRECO = [52.10, 56.15, 44.25, 84.98, 71.97, 81.60, 30.37, 61.74]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _run(root: Path, model: str, pipeline: str, stages: list[str], results: bool = True) -> Path:
+    root.mkdir(parents=True)
+    (root / "config.yaml").write_text(
+        f"model:\n  name: {model}\npipeline:\n  name: {pipeline}\n  stages: [{', '.join(stages)}]\nseed: 42\n"
+    )
+    (root / ".hydra").mkdir()  # Hydra's own config.yaml must not make a second run
+    (root / ".hydra" / "config.yaml").write_text("model: {name: decoy}\n")
+    if results:
+        stage_results = [{"stage": s, "steps": 10, "metrics": {}, "probe": None} for s in stages]
+        res = {"model": model, "pipeline": pipeline, "stages": stages, "stage_results": stage_results, "seed": 42}
+        (root / "results.json").write_text(json.dumps(res))
+    return root
+
+
+def _summary(run: Path, categories: dict[str, float], average: float) -> None:
+    tasks = {f"{c}Task": {"category": c, "main_score": v, "metric": "m"} for c, v in categories.items()}
+    summary = {"tasks": tasks, "categories": categories, "average": average, "settings": {}}
+    (run / "eval").mkdir()
+    (run / "eval" / "summary.json").write_text(json.dumps(summary))
+
+
+def _curves(run: Path, stages: list[str], r1: list[float]) -> None:
+    for i, stage in enumerate(stages):
+        d = run / "stages" / f"{i}-{stage}"
+        (d / "logs").mkdir(parents=True)
+        (d / "stage_done.json").write_text("{}")
+        if stage == "reconstruction":
+            rows = ["epoch,step,train/loss,train/loss_d2q,train/loss_q2d,val/anchor_gain,val/loss"]
+            rows += [f"0,{s},{6 - s / 10},{5 - s / 10},{7 - s / 10},," for s in (4, 9)] + ["0,9,,,,0.5,4.0"]
+        else:
+            rows = ["epoch,lr-AdamW,step,train/loss", ",0.001,4,", "0,,4,3.5", "0,,9,2.5"]
+        (d / "logs" / "metrics.csv").write_text("\n".join(rows) + "\n")
+        probe = [{"step": 5 * k, "stage": stage, "recall@1": v, "mrr@10": v + 0.1} for k, v in enumerate(r1)]
+        (d / "probe.jsonl").write_text("".join(json.dumps(p) + "\n" for p in probe))
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """A sweep with two ok paper rows, a 2-category tiny run, a failed, an unevaluated and nested layouts."""
+    root = tmp_path / "sweep"
+    base = _run(root / "llama3.2-1b" / "baseline" / "2025-01-01_00-00-00", "llama3.2-1b", "baseline", ["contrastive"])
+    _summary(base, dict(zip(CATS, BASELINE[:7], strict=True)), BASELINE[7])
+    _curves(base, ["contrastive"], [0.1, 0.2, 0.3])
+    bireco = _run(
+        root / "llama3.2-1b" / "bireco" / "2025-01-01_00-00-00",
+        "llama3.2-1b",
+        "bireco",
+        ["reconstruction", "contrastive"],
+    )
+    _summary(bireco, dict(zip(CATS, BIRECO[:7], strict=True)), BIRECO[7])
+    _curves(bireco, ["reconstruction", "contrastive"], [0.2, 0.4, 0.5])
+    tiny = _run(root / "multirun" / "model=tiny", "tiny", "bireco", ["reconstruction", "contrastive"])
+    _summary(tiny, {"Retrieval": 41.95, "STS": 60.5}, 51.23)
+    failed = _run(root / "multirun" / "q2d", "llama3.2-1b", "only_q2d", ["reconstruction", "contrastive"], False)
+    err = {"error": "CUDA out of memory", "stage": "reconstruction", "traceback": "..."}
+    (failed / "failed.json").write_text(json.dumps(err))
+    _run(root / "multirun" / "d2q", "llama3.2-1b", "only_d2q", ["reconstruction", "contrastive"])
+    return root
+
+
+EXPECTED_MD = """\
+## MTEB (test)
+
+| model | pipeline | Retr | Rerank | Clust | PairCls | Class | STS | Summ | Avg | note |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| llama3.2-1b | baseline | 51.06 | 55.94 | 45.38 | 83.71 | 73.17 | 82.27 | 30.94 | 61.99 |  |
+|  | ↳ paper | 50.06 | 54.94 | 44.38 | 82.71 | 72.17 | 81.27 | 29.94 | 60.99 |  |
+|  | ↳ ours − paper | +1.00 | +1.00 | +1.00 | +1.00 | +1.00 | +1.00 | +1.00 | +1.00 |  |
+| llama3.2-1b | bireco | 52.10 | 56.15 | 44.25 | 84.98 | 71.97 | 81.60 | 30.37 | 61.74 |  |
+|  | ↳ paper | 52.60 | 56.65 | 44.75 | 85.48 | 72.47 | 82.10 | 30.87 | 62.24 |  |
+|  | ↳ ours − paper | -0.50 | -0.50 | -0.50 | -0.50 | -0.50 | -0.50 | -0.50 | -0.50 |  |
+|  | Δ bireco − baseline | +1.04 | +0.21 | -1.13 | +1.27 | -1.20 | -0.67 | -0.57 | -0.25 |  |
+| llama3.2-1b | only_q2d | — | — | — | — | — | — | — | — | failed: CUDA out of memory (stage reconstruction) |
+|  | ↳ paper | — | — | — | — | — | — | — | 61.62 |  |
+| llama3.2-1b | only_d2q | — | — | — | — | — | — | — | — | missing: no eval/summary.json (training finished) |
+|  | ↳ paper | — | — | — | — | — | — | — | 61.38 |  |
+| qwen2.5-1.5b | bireco | — | — | — | — | — | — | — | — | missing: no run directory |
+|  | ↳ paper | 53.62 | 57.63 | 43.19 | 85.77 | 74.51 | 82.74 | 31.61 | 62.86 |  |
+| tiny | bireco | 41.95 | — | — | — | — | 60.50 | — | 51.23 |  |
+"""
+
+
+def test_markdown_exact(sweep: Path, tmp_path: Path) -> None:
+    md = write_table([sweep], tmp_path / "out", expect=["qwen2.5-1.5b:bireco"], title="MTEB (test)")
+    assert md == EXPECTED_MD
+    assert (tmp_path / "out" / "table.md").read_text() == EXPECTED_MD
+
+
+def test_csv_exact(sweep: Path, tmp_path: Path) -> None:
+    write_table([sweep], tmp_path / "out", expect=["qwen2.5-1.5b:bireco"])
+    run = sweep.resolve()
+    assert (tmp_path / "out" / "table.csv").read_text().splitlines() == [
+        "kind,model,pipeline,Retr,Rerank,Clust,PairCls,Class,STS,Summ,Avg,reason,run_dir",
+        f"ours,llama3.2-1b,baseline,51.06,55.94,45.38,83.71,73.17,82.27,30.94,61.99,,{run}/llama3.2-1b/baseline/2025-01-01_00-00-00",
+        "paper,llama3.2-1b,baseline,50.06,54.94,44.38,82.71,72.17,81.27,29.94,60.99,,",
+        "ours_minus_paper,llama3.2-1b,baseline,1.00,1.00,1.00,1.00,1.00,1.00,1.00,1.00,,",
+        f"ours,llama3.2-1b,bireco,52.10,56.15,44.25,84.98,71.97,81.60,30.37,61.74,,{run}/llama3.2-1b/bireco/2025-01-01_00-00-00",
+        "paper,llama3.2-1b,bireco,52.60,56.65,44.75,85.48,72.47,82.10,30.87,62.24,,",
+        "ours_minus_paper,llama3.2-1b,bireco,-0.50,-0.50,-0.50,-0.50,-0.50,-0.50,-0.50,-0.50,,",
+        "delta,llama3.2-1b,bireco-baseline,1.04,0.21,-1.13,1.27,-1.20,-0.67,-0.57,-0.25,,",
+        f"failed,llama3.2-1b,only_q2d,,,,,,,,,CUDA out of memory (stage reconstruction),{run}/multirun/q2d",
+        "paper,llama3.2-1b,only_q2d,,,,,,,,61.62,,",
+        f"missing,llama3.2-1b,only_d2q,,,,,,,,,no eval/summary.json (training finished),{run}/multirun/d2q",
+        "paper,llama3.2-1b,only_d2q,,,,,,,,61.38,,",
+        "missing,qwen2.5-1.5b,bireco,,,,,,,,,no run directory,",
+        "paper,qwen2.5-1.5b,bireco,53.62,57.63,43.19,85.77,74.51,82.74,31.61,62.86,,",
+        f"ours,tiny,bireco,41.95,,,,,60.50,,51.23,,{run}/multirun/model=tiny",
+    ]
+
+
+def test_latex(sweep: Path, tmp_path: Path) -> None:
+    write_table([sweep], tmp_path / "out", expect=["qwen2.5-1.5b:bireco"])
+    tex = (tmp_path / "out" / "table.tex").read_text()
+    for rule in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}{llrrrrrrrrl}", r"\end{tabular}"):
+        assert rule in tex
+    assert r" & ours $-$ paper & $-$0.50 & $-$0.50 & " in tex
+    assert r" & $\Delta$ bireco $-$ baseline & +1.04 & +0.21 & $-$1.13 & " in tex
+    assert r"llama3.2-1b & only\_q2d & -- & " in tex
+    assert "—" not in tex and "↳" not in tex and "Δ" not in tex
+    assert r"\& 50\% \_ \{\}" in render_latex([], title="& 50% _ {}")
+
+
+def test_plots(sweep: Path, tmp_path: Path) -> None:
+    write_table([sweep], tmp_path / "out")
+    plots = tmp_path / "out" / "plots"
+    names = {"delta_by_category.png", "convergence.png", "curves_llama3.2-1b_baseline.png"}
+    names |= {"curves_llama3.2-1b_bireco.png"}
+    assert {p.name for p in plots.iterdir()} == names  # runs without logs get no curves
+    for name in names:
+        assert (plots / name).read_bytes()[:8] == PNG
+
+
+def test_no_delta_plot_without_pair(tmp_path: Path, caplog) -> None:
+    run = _run(tmp_path / "r", "tiny", "bireco", ["contrastive"])
+    _summary(run, {"STS": 50.0}, 50.0)
+    with caplog.at_level("INFO"):
+        write_table([run], tmp_path / "out", paper_table=tmp_path / "absent.csv")
+    assert not (tmp_path / "out" / "plots" / "delta_by_category.png").exists()
+    assert "skipping delta_by_category.png" in caplog.text
+
+
+def test_main_finds_nested_runs(sweep: Path, tmp_path: Path, capsys) -> None:
+    main([str(sweep), "--out", str(tmp_path / "out"), "--expect", "qwen2.5-1.5b:bireco", "--title", "MTEB (test)"])
+    assert capsys.readouterr().out == EXPECTED_MD
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"table.md", "table.tex", "table.csv", "plots"}
+
+
+def test_run_states(tmp_path: Path) -> None:
+    started = _run(tmp_path / "started", "tiny", "bireco", ["reconstruction", "contrastive"], results=False)
+    (started / "stages" / "0-reconstruction").mkdir(parents=True)
+    (started / "stages" / "0-reconstruction" / "stage_done.json").write_text("{}")
+    rec = read_run(started)
+    assert (rec.status, rec.reason) == ("missing", "no results.json (training did not finish; 1/2 stages done)")
+    # a rerun that succeeded after a crash: the summary is newer than failed.json
+    (started / "failed.json").write_text(json.dumps({"error": "boom", "stage": None}))
+    _summary(started, {"STS": 50.0}, 50.0)
+    assert read_run(started).status == "ok"
+    # the same run directory given twice (directly and through its parent) is one run
+    assert len(collect_runs([started, tmp_path])) == 1
+    with pytest.raises(ValueError, match="MODEL:PIPELINE"):
+        collect_runs([], expect=["tiny"])
+    # an unreadable run is a row that says so, not a crash
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "results.json").write_text("{")
+    (rec,) = collect_runs([broken])
+    assert (rec.status, rec.reason.split(":")[0]) == ("missing", "unreadable run directory")
+
+
+def test_main_rejects_absent_path(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no such run or sweep directory"):
+        main([str(tmp_path / "typo"), "--out", str(tmp_path / "out")])
+
+
+def test_paper_table_transcribed() -> None:
+    paper = load_paper_table()
+    assert len(paper) == 12
+    assert paper[("llama3.1-8b", "bireco")]["Avg"] == 65.30
+    assert paper[("mistral-7b", "baseline")]["Rerank"] == 57.98
+    assert paper[("llama3.2-1b", "only_d2q")] == {**dict.fromkeys(paper[("llama3.2-1b", "only_d2q")]), "Avg": 61.38}
+
+
+def test_duplicate_runs_use_the_newest_ok(tmp_path: Path) -> None:
+    old = _run(tmp_path / "a", "tiny", "bireco", ["contrastive"])
+    _summary(old, {"STS": 40.0}, 40.0)
+    crashed = _run(tmp_path / "b", "tiny", "bireco", ["contrastive"], results=False)
+    (crashed / "failed.json").write_text(json.dumps({"error": "boom"}))
+    (row,) = build_rows(collect_runs([tmp_path]), {})
+    assert (row.kind, row.values["STS"], row.reason) == ("ours", 40.0, "newest ok of 2 runs")
