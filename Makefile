@@ -67,7 +67,8 @@ else
 	for m in $(PAPER_MODELS); do \
 		$(BIN)/bireco-train -m experiment=paper_table model=$$m data.path=$(ECHO_DATA) & done; wait
 	$(BIN)/bireco-table $(TABLE_DIR) --out $(TABLE_DIR)/table \
-		$(foreach m,$(PAPER_MODELS),--expect $(m):baseline --expect $(m):bireco)
+		$(foreach m,$(PAPER_MODELS),--expect $(m):baseline --expect $(m):bireco) \
+		--wandb-project bireco --wandb-group reproduce-table-paper
 endif
 else
 	$(BIN)/bireco-train -m experiment=reproduce_tiny $(TINY_DATA)

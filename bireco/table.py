@@ -425,13 +425,39 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--title", default=None)
     ap.add_argument("--paper-table", default=str(DEFAULT_PAPER_TABLE), help="the paper's numbers (CSV)")
     ap.add_argument("--eval-subdir", default="eval", help="where a run's mteb summary.json is, inside the run")
+    ap.add_argument("--wandb-project", default=None, help="also log the table and plots to wandb (artifact)")
+    ap.add_argument("--wandb-group", default=None, help="wandb group (the sweep's), default: the --out name")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         md = write_table(args.runs, args.out, args.expect, args.title, args.paper_table, args.eval_subdir)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"bireco-table: {e}") from e
+    if args.wandb_project:
+        log_table_to_wandb(Path(args.out), args.wandb_project, args.wandb_group or Path(args.out).name)
     print(md, end="")
+
+
+def log_table_to_wandb(out: Path, project: str, group: str) -> None:
+    """The table (as a wandb Table and files) and the plots, as one artifact of a `table` run in the group."""
+    import wandb
+
+    from bireco.utils.tracking import wandb_mode
+
+    run = wandb.init(
+        project=project, group=group, name=f"{group}/table", job_type="table", dir=str(out), mode=wandb_mode(None)
+    )
+    with open(out / "table.csv", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    run.log({"table": wandb.Table(columns=rows[0], data=rows[1:])})
+    run.log({f"plots/{p.stem}": wandb.Image(str(p)) for p in sorted((out / "plots").glob("*.png"))})
+    artifact = wandb.Artifact(f"{group}-table", type="results-table")
+    for name in ("table.md", "table.tex", "table.csv"):
+        artifact.add_file(str(out / name))
+    if (out / "plots").is_dir():
+        artifact.add_dir(str(out / "plots"), name="plots")
+    run.log_artifact(artifact)
+    run.finish()
 
 
 if __name__ == "__main__":

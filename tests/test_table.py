@@ -203,3 +203,33 @@ def test_duplicate_runs_use_the_newest_ok(tmp_path: Path) -> None:
     (crashed / "failed.json").write_text(json.dumps({"error": "boom"}))
     (row,) = build_rows(collect_runs([tmp_path]), {})
     assert (row.kind, row.values["STS"], row.reason) == ("ours", 40.0, "newest ok of 2 runs")
+
+
+def test_table_and_plots_are_logged_to_wandb_as_an_artifact(sweep: Path, tmp_path: Path, monkeypatch) -> None:
+    import wandb
+
+    logged: dict = {"log": [], "artifacts": []}
+
+    class FakeRun:
+        def log(self, data: dict) -> None:
+            logged["log"].append(data)
+
+        def log_artifact(self, artifact) -> None:
+            logged["artifacts"].append(artifact)
+
+        def finish(self) -> None:
+            logged["finished"] = True
+
+    monkeypatch.setattr(wandb, "init", lambda **kw: logged.update(init=kw) or FakeRun())
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    out = tmp_path / "out"
+    main([str(sweep), "--out", str(out), "--wandb-project", "bireco", "--wandb-group", "sweep-x"])
+    assert logged["init"]["group"] == "sweep-x" and logged["init"]["mode"] == "offline"
+    table = logged["log"][0]["table"]
+    assert table.columns[:3] == ["kind", "model", "pipeline"] or "model" in table.columns
+    assert any(k.startswith("plots/") for k in logged["log"][1])
+    (artifact,) = logged["artifacts"]
+    assert artifact.type == "results-table"
+    names = set(artifact.manifest.entries)
+    assert {"table.md", "table.tex", "table.csv"} <= names and any(n.startswith("plots/") for n in names)
+    assert logged["finished"]
