@@ -22,8 +22,9 @@ PAPER_MODELS := llama3.2-1b qwen2.5-1.5b llama3.2-3b mistral-7b llama3.1-8b
 TABLE_DIR = runs/reproduce-table/$(PRESET)
 # the tiny sweep trains on the shared training pairs and evaluates on the shared task folders when present
 ifneq ($(wildcard $(SHARED)/train_pairs),)
+# the probe (SciFact, 5,183 documents re-encoded each time) runs in Stage II only: the convergence curve
 TINY_DATA := data=local data.path=$(SHARED)/train_pairs eval.data_root=$(SHARED) \
-	probe.task_dir=$(SHARED)/scifact probe.every_n_steps=50 probe.max_queries=100
+	probe.task_dir=$(SHARED)/scifact probe.every_n_steps=50 probe.max_queries=100 stages.reconstruction.probe=false
 else
 TINY_DATA :=
 endif

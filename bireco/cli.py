@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import traceback
 from pathlib import Path
 
@@ -77,8 +78,41 @@ def train(cfg: DictConfig) -> float | None:
     return probe.get("mrr@10")  # the sweep objective (e.g. for optuna sweepers)
 
 
+def _eval_argv(argv: list[str]) -> list[str]:
+    """Let `bireco-eval model=<hub name or folder>` work next to `model=<preset>`.
+
+    A value that is not a preset becomes `artifact=` (a bireco stage artifact: it records its template) or
+    `model.pretrained=` (a plain model, whose chat template must then be named: guessing it from the name is how
+    peer code ended up using the Llama-3 template for every model).
+    """
+    from bireco.models.backbone import read_artifact_meta
+
+    presets = {p.stem for p in Path(CONF_DIR, "model").glob("*.yaml")}
+    out = []
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key != "model" or value in presets:
+            out.append(arg)
+        elif Path(value).is_dir() and read_artifact_meta(value) is not None:
+            out.append(f"artifact={value}")
+        else:
+            if not any(a.startswith("template=") for a in argv):
+                raise SystemExit(
+                    f"bireco-eval: '{value}' is not a model preset ({', '.join(sorted(presets))}); to evaluate it "
+                    "directly, also name its template: template=llama3|qwen2|mistral|plain"
+                )
+            out.append(f"model.pretrained={value}")
+    return out
+
+
+def evaluate() -> None:
+    """`bireco-eval` console entry point (see `_evaluate`)."""
+    sys.argv = [sys.argv[0], *_eval_argv(sys.argv[1:])]
+    _evaluate()
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
-def evaluate(cfg: DictConfig) -> float | None:
+def _evaluate(cfg: DictConfig) -> float | None:
     """`bireco-eval`: mteb evaluation of a run / artifact / base model into the Hydra run directory."""
     from bireco.eval.runner import run_eval
 

@@ -83,6 +83,17 @@ def resolve_model(cfg: DictConfig) -> EvalModel:
             "say what to evaluate: run_dir=<pipeline output>, artifact=<stage artifact> or a model "
             "preset with model.pretrained set"
         )
+    meta = read_artifact_meta(path) if cfg.artifact else None
+    if meta and isinstance(meta.get("template"), dict):
+        # an artifact is evaluated with the template, pooling and length it was trained with
+        return EvalModel(
+            str(path),
+            meta["template"],
+            meta["pooling"],
+            int(meta["max_length"]),
+            cfg.model.dtype,
+            {"artifact_stage": meta.get("stage")},
+        )
     return EvalModel(
         str(path),
         OmegaConf.to_container(cfg.template, resolve=True),

@@ -114,7 +114,7 @@ class StageModule(L.LightningModule):
         meta = {
             "stage": self.stage,
             "base": init_from,
-            "template": self.encoder.template.name,
+            "template": self.encoder.template.to_dict(),
             "pooling": self.encoder.pooling_name,
             "max_length": self.encoder.max_length,
             "steps": self.global_step,

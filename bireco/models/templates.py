@@ -57,6 +57,10 @@ class Template:
     instruction_separator: str = "; "
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The settings (recorded in artifacts, so an artifact is evaluated with the template it was trained with)."""
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
     def bind(self, tokenizer: PreTrainedTokenizerBase) -> BoundTemplate:
         """Tokenize the fixed pieces once for this tokenizer."""
         return BoundTemplate(self, tokenizer)

@@ -193,3 +193,25 @@ def test_in_training_mteb_probe_logs_mteb_scores(tmp_path: Path, bireco_cache: s
     records = [json.loads(line) for line in lines]
     assert [r["step"] for r in records] == [0, 2, 3]
     assert all(0.0 <= r["toy"] <= 100.0 for r in records)
+
+
+def test_an_artifact_is_evaluated_with_the_template_it_was_trained_with(tmp_path: Path) -> None:
+    from bireco.eval.runner import resolve_model
+    from bireco.utils.io import atomic_write_json
+
+    template = {
+        "name": "llama3",
+        "prefix": "<|start_header_id|>user<|end_header_id|>\n\n",
+        "suffix": "",
+        "add_bos": True,
+        "eos_token": "<|eot_id|>",
+        "instruction_separator": "; ",
+    }
+    atomic_write_json(
+        tmp_path / "artifact.json",
+        {"kind": "full", "stage": "reconstruction", "template": template, "pooling": "mean", "max_length": 77},
+    )
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("eval", overrides=[f"artifact={tmp_path}"])  # the presets' default template is `plain`
+    m = resolve_model(cfg)
+    assert (m.template, m.pooling, m.max_length) == (template, "mean", 77)
