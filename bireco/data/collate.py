@@ -72,4 +72,6 @@ class PairCollator:
             negs = [r["negative"] for r in rows if r.get("negative")]
             if negs:
                 batch["negative"] = self._pad(negs)
+        # counted here, on the CPU: the throughput monitor would otherwise sync the device every step
+        batch["num_tokens"] = int(sum(int(v["attention_mask"].sum()) for v in batch.values() if isinstance(v, dict)))
         return batch

@@ -58,18 +58,24 @@ def _check_text(row: dict[str, Any], key: str, where: str, required: bool) -> No
         raise DataFormatError(f"{where}: field '{key}' is empty")
 
 
-def parse_row(raw: bytes, where: str, default_source: str) -> dict[str, Any]:
-    """One line -> a normalized row `{"query","positive","negative","source"}` (negative may be None)."""
+def parse_json_object(raw: bytes, where: str, error: type[ValueError] = DataFormatError) -> dict[str, Any]:
+    """One jsonl line -> a dict; bad bytes, bad JSON or a non-object raise `error` naming `where` (file:line)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DataFormatError(f"{where}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+        raise error(f"{where}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
     try:
         row = json.loads(text)
     except json.JSONDecodeError as e:
-        raise DataFormatError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
+        raise error(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(row, dict):
-        raise DataFormatError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        raise error(f"{where}: expected a JSON object, got {type(row).__name__}")
+    return row
+
+
+def parse_row(raw: bytes, where: str, default_source: str) -> dict[str, Any]:
+    """One line -> a normalized row `{"query","positive","negative","source"}` (negative may be None)."""
+    row = parse_json_object(raw, where)
     for key in REQUIRED:
         _check_text(row, key, where, required=True)
     _check_text(row, "negative", where, required=False)

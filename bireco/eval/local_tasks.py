@@ -11,7 +11,6 @@ cache by model + task name only and returns a stale score for a changed file any
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +29,7 @@ from mteb.abstasks import (
 from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 from mteb.abstasks.task_metadata import TaskMetadata
 
+from bireco.data.formats import parse_json_object
 from bireco.utils.io import sha256_files
 
 log = logging.getLogger(__name__)
@@ -79,18 +79,12 @@ def _open(path: Path) -> Any:
 
 def _rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(`file:line`, JSON object) for every non-blank line: the location goes into every error message."""
-    with _open(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
+    with (gzip.open if path.name.endswith(".gz") else open)(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
             where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TaskFormatError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise TaskFormatError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            yield where, row
+            yield where, parse_json_object(raw.rstrip(b"\r\n"), where, TaskFormatError)
 
 
 def _first_row(path: Path) -> dict[str, Any]:

@@ -74,7 +74,6 @@ class MtebEncoder(AbsEncoder):
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.symmetric_tasks = symmetric_tasks
         self.revision = revision
-        self.used_instructions: dict[str, str | None] = {}
         self.mteb_model_meta = ModelMeta(
             loader=None,
             name=name if "/" in name else f"bireco/{name}",
@@ -147,9 +146,6 @@ class MtebEncoder(AbsEncoder):
     ) -> np.ndarray:
         texts = [t for batch in inputs for t in batch["text"]]
         instruction = self.instruction_for(task_metadata.name, task_metadata.type, prompt_type)
-        self.used_instructions[task_metadata.name] = (
-            instruction if instruction else self.used_instructions.get(task_metadata.name)
-        )
         side = prompt_type.value if prompt_type is not None else "texts"
         return self.encode_texts(texts, instruction, desc=f"{task_metadata.name} {side}")
 

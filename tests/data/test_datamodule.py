@@ -245,3 +245,9 @@ def test_val_rows_leaving_no_training_rows_raises(folder: Path, tok: PreTrainedT
         f"{len(list(dm.train_dataloader()))} training batches (bireco/data/datamodule.py:118 PairDataModule.setup "
         "should raise when val_rows >= the number of rows)"
     )
+
+
+def test_collator_counts_real_tokens_on_the_cpu(folder: Path, tok: PreTrainedTokenizerFast) -> None:
+    batch = next(iter(_dm(folder, tok).train_dataloader()))
+    expected = sum(int(batch[k]["attention_mask"].sum()) for k in ("query", "positive", "negative") if k in batch)
+    assert isinstance(batch["num_tokens"], int) and batch["num_tokens"] == expected > 0

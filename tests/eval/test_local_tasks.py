@@ -415,3 +415,11 @@ def test_shared_data_kinds_and_counts() -> None:
     wikiqa = tasks["wikiqa_reranking"].dataset["default"]["test"]
     assert (len(wikiqa["queries"]), len(wikiqa["corpus"])) == (237, 2341)
     assert all(any(rel.values()) for rel in wikiqa["relevant_docs"].values())
+
+
+def test_non_utf8_task_file_names_file_and_line(tmp_path: Path) -> None:
+    folder = tmp_path / "sts"
+    folder.mkdir()
+    (folder / "test.jsonl").write_bytes(b'{"sentence1": "a", "sentence2": "b", "score": 1}\n{"sentence1": "\xff"}\n')
+    with pytest.raises(TaskFormatError, match=r"test\.jsonl:2: not valid UTF-8"):
+        load_local_task(folder, kind="STS").load_data()
