@@ -29,7 +29,7 @@ else
 TINY_DATA :=
 endif
 
-.PHONY: help setup test test-all demo eval-shared reproduce-table lint format clean
+.PHONY: help setup test test-all demo eval-shared reproduce-table bench lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ else
 	$(BIN)/bireco-table $(TABLE_DIR) --out $(TABLE_DIR)/table \
 		--expect tiny:baseline --expect tiny:bireco --expect tiny:only_q2d --expect tiny:only_d2q
 endif
+
+bench: $(STAMP)  ## speed/memory vs the reference and a bare loop -> bench/results.json, bench/RESULTS.md (ARGS=--quick)
+	$(BIN)/python -m bireco.bench --shared $(SHARED) $(ARGS)
 
 lint: $(STAMP)  ## ruff lint + format check
 	$(BIN)/ruff check bireco tests experiments

@@ -1,32 +1,197 @@
-"""Reject contradictory or unknown settings before any model is loaded (clear message, valid choices listed)."""
+"""Reject contradictory or unknown settings before any model is loaded (clear message, valid choices listed).
+
+`validate_config` reads only the composed config: it runs before any weights, tokenizer or data are touched,
+so a typo costs seconds, not a model load. Unknown *config group options* (`model=`, `template=`, `pooling=`,
+`pipeline=`, ...) never get here: Hydra refuses them while composing and lists the available options.
+
+How the config says things, so "contradictory" has one meaning:
+- full fine-tuning vs LoRA is the stage's `peft` group: `peft@stages.<stage>.peft=none` (full: `enabled: false`
+  and no LoRA keys) or `=lora` (`enabled: true`, `r`, `alpha`, `dropout`, `target_modules`). A LoRA setting on a
+  full fine-tuning stage (e.g. `+stages.reconstruction.peft.r=8`, or `stages.contrastive.peft.enabled=false`
+  while the LoRA settings are still there) is rejected rather than silently ignored.
+- stages chain by order: each stage of `pipeline.stages` starts from the previous stage's artifact, the first
+  from the base model. A stage may say where it expects to start (`stages.<stage>.init_from`: a stage name, or
+  `base`); that must be what the stage list gives it, so an experiment written for `pipeline=bireco` (Stage II
+  from Stage I) cannot silently run under `pipeline=baseline` (Stage II from the base model).
+"""
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from typing import Any
 
-KNOWN_STAGES = ("reconstruction", "contrastive")
+from omegaconf import DictConfig, ListConfig
+
+from bireco.models.pooling import POOLINGS
+from bireco.models.templates import Segment
+
+KNOWN_STAGES = ("reconstruction", "contrastive")  # in the order the method runs them
+LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
+DTYPES = ("float32", "bfloat16", "float16")
+DATA_KINDS = ("synthetic", "local")
+ON_BAD_ROW = ("error", "skip")
+BASE = "base"
 
 
 class ConfigError(ValueError):
     """The composed configuration is invalid."""
 
 
-def validate_config(cfg: DictConfig) -> None:
-    stages = list(cfg.pipeline.stages)
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _check_pipeline(cfg: DictConfig) -> list[str]:
+    stages = cfg.pipeline.stages
+    if not isinstance(stages, ListConfig) or not stages:
+        raise ConfigError(
+            f"pipeline.stages must be a non-empty list of stages from {list(KNOWN_STAGES)}, got {stages}"
+        )
+    stages = list(stages)
     unknown = [s for s in stages if s not in KNOWN_STAGES]
     if unknown:
         raise ConfigError(f"pipeline.stages: unknown stage(s) {unknown}; choose from {list(KNOWN_STAGES)}")
+    repeated = sorted({s for s in stages if stages.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"pipeline.stages={stages}: stage(s) {repeated} listed twice; each stage runs once")
+    order = [KNOWN_STAGES.index(s) for s in stages]
+    if order != sorted(order):
+        raise ConfigError(
+            f"pipeline.stages={stages}: stages run in the method's order {list(KNOWN_STAGES)} "
+            "(Stage II starts from Stage I's weights)"
+        )
     for name in stages:
         if name not in cfg.stages:
             raise ConfigError(f"pipeline stage '{name}' has no config under stages.{name}")
-    alpha = cfg.stages.reconstruction.alpha
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ConfigError(f"stages.reconstruction.alpha must be in [0, 1], got {alpha}")
-    if cfg.model.tiny is None and not cfg.model.pretrained:
-        raise ConfigError(f"model '{cfg.model.name}': set model.pretrained (hub name or folder) or model.tiny")
-    for name in stages:
-        st = cfg.stages[name]
-        if st.max_steps is None or st.max_steps <= 0:
-            raise ConfigError(f"stages.{name}.max_steps must be a positive number of optimizer steps")
-        if st.peft.enabled and not st.peft.get("target_modules"):
-            raise ConfigError(f"stages.{name}.peft: LoRA needs target_modules (model.lora_target_modules)")
+    for i, name in enumerate(stages):
+        expected = stages[i - 1] if i else BASE
+        declared = cfg.stages[name].get("init_from")
+        if declared is not None and declared != expected:
+            raise ConfigError(
+                f"stages.{name}.init_from='{declared}', but pipeline.stages={stages} (pipeline={cfg.pipeline.name}) "
+                f"starts '{name}' from {'the base model' if expected == BASE else repr(expected)}: each stage starts "
+                f"from the previous stage's artifact, the first from '{BASE}'; choose a pipeline that runs "
+                f"'{declared}' right before '{name}', or drop stages.{name}.init_from"
+            )
+    return stages
+
+
+def _check_peft(name: str, peft: DictConfig) -> None:
+    where = f"stages.{name}.peft"
+    enabled = peft.get("enabled")
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}.enabled must be true (LoRA) or false (full fine-tuning), got {enabled!r}")
+    if not enabled:
+        stray = {k: peft[k] for k in LORA_KEYS if peft.get(k) is not None}
+        if stray:
+            settings = ", ".join(f"{k}={v}" for k, v in stray.items())
+            raise ConfigError(
+                f"{where}: LoRA setting(s) {settings} on a stage configured for full fine-tuning "
+                f"({where}.enabled=false); choose peft@{where}=lora for LoRA, or peft@{where}=none (no LoRA keys) "
+                "for full fine-tuning"
+            )
+        return
+    if not peft.get("target_modules"):
+        raise ConfigError(f"{where}: LoRA needs target_modules (model.lora_target_modules)")
+    if not _positive_int(peft.get("r")):
+        raise ConfigError(f"{where}.r (LoRA rank) must be a positive integer, got {peft.get('r')!r}")
+    if not _is_number(peft.get("alpha")) or peft.alpha <= 0:
+        raise ConfigError(f"{where}.alpha (LoRA scaling) must be a positive number, got {peft.get('alpha')!r}")
+    if not _is_number(peft.get("dropout")) or not 0.0 <= peft.dropout < 1.0:
+        raise ConfigError(f"{where}.dropout must be a number in [0, 1), got {peft.get('dropout')!r}")
+
+
+def _check_stage(name: str, st: DictConfig) -> None:
+    if not _positive_int(st.get("max_steps")):
+        raise ConfigError(
+            f"stages.{name}.max_steps must be a positive number of optimizer steps, got {st.max_steps!r}"
+        )
+    for key in ("batch_size", "accumulate_grad_batches"):
+        if not _positive_int(st.get(key)):
+            raise ConfigError(f"stages.{name}.{key} must be a positive integer, got {st.get(key)!r}")
+    _check_peft(name, st.peft)
+    if "target_segments" in st:
+        valid = [s.name.lower() for s in Segment]
+        segs = list(st.target_segments or [])
+        bad = [s for s in segs if s not in valid]
+        if not segs or bad:
+            raise ConfigError(
+                f"stages.{name}.target_segments={segs}: choose a non-empty subset of {valid}"
+                + (f" (unknown: {bad})" if bad else "")
+            )
+
+
+def _check_model(cfg: DictConfig) -> None:
+    m = cfg.model
+    if (m.tiny is None) == (not m.pretrained):
+        raise ConfigError(
+            f"model '{m.name}': set exactly one of model.pretrained (hub name or folder) or model.tiny "
+            f"(got pretrained={m.pretrained!r}, tiny={'set' if m.tiny is not None else None})"
+        )
+    if m.dtype not in DTYPES:
+        raise ConfigError(f"model.dtype='{m.dtype}': choose one of {list(DTYPES)}")
+    if not _positive_int(m.max_length):
+        raise ConfigError(f"model.max_length must be a positive integer, got {m.max_length!r}")
+    if m.tiny is not None and m.max_length > m.tiny.max_position_embeddings:
+        raise ConfigError(
+            f"model.max_length={m.max_length} exceeds model.tiny.max_position_embeddings="
+            f"{m.tiny.max_position_embeddings}: the tiny model has no positions for the longer sequences"
+        )
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ConfigError on the first unknown or contradictory setting; reads the config only (nothing loaded)."""
+    stages = _check_pipeline(cfg)
+    if "reconstruction" in cfg.stages:
+        alpha = cfg.stages.reconstruction.get("alpha")
+        if not _is_number(alpha) or not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"stages.reconstruction.alpha must be a number in [0, 1], got {alpha!r}")
+    _check_model(cfg)
+    if cfg.pooling.name not in POOLINGS:
+        raise ConfigError(f"pooling.name='{cfg.pooling.name}': choose one of {sorted(POOLINGS)}")
+    if cfg.data.kind not in DATA_KINDS:
+        raise ConfigError(f"data.kind='{cfg.data.kind}': choose one of {list(DATA_KINDS)}")
+    if cfg.data.on_bad_row not in ON_BAD_ROW:
+        raise ConfigError(
+            f"data.on_bad_row='{cfg.data.on_bad_row}': choose 'error' (stop at the first bad row, the default) or "
+            "'skip' (skip bad rows and report how many per file)"
+        )
+    for name in (["warmup"] if cfg.model.tiny is not None else []) + stages:
+        _check_stage(name, cfg.stages[name])
+    probe = cfg.probe
+    if bool(probe.get("mteb_data_root")) != bool(probe.get("mteb_every_n_steps")):
+        raise ConfigError(
+            f"probe.mteb_data_root={probe.get('mteb_data_root')!r} and probe.mteb_every_n_steps="
+            f"{probe.get('mteb_every_n_steps')!r}: set both to run the in-training mteb probe, or neither"
+        )
+    _check_scale_out(cfg, stages)
+
+
+def _check_scale_out(cfg: DictConfig, stages: list[str]) -> None:
+    """Strategy mapping (FSDP / DeepSpeed), DeepSpeed installed, GradCache chunk and where GradCache works."""
+    from bireco.distributed import deepspeed_available, strategy_name
+
+    strategy = cfg.trainer.get("strategy")
+    name = strategy_name(strategy)
+    if isinstance(strategy, DictConfig) and name not in ("fsdp", "deepspeed"):
+        raise ConfigError(f"trainer.strategy.name='{name}': choose fsdp or deepspeed (or a Lightning strategy name)")
+    if name.startswith("deepspeed") and not deepspeed_available():
+        raise ConfigError(
+            f"trainer.strategy={name}: DeepSpeed is not installed (it is not a bireco dependency: it needs a CUDA "
+            "toolchain). `pip install deepspeed` on the cluster, or use trainer=fsdp / trainer=ddp"
+        )
+    if "contrastive" not in stages:
+        return
+    chunk = cfg.stages.contrastive.get("grad_cache", {}).get("chunk_size")
+    if chunk is not None and not _positive_int(chunk):
+        raise ConfigError(
+            f"stages.contrastive.grad_cache.chunk_size must be a positive integer or null, got {chunk!r}"
+        )
+    if chunk is not None and (name.startswith("fsdp") or name.startswith("deepspeed")):
+        raise ConfigError(
+            f"stages.contrastive.grad_cache.chunk_size={chunk} with trainer.strategy={name}: GradCache needs whole "
+            "(unsharded) parameters; use it with trainer=ddp (or one device), or shard with gradient checkpointing"
+        )

@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from bireco.config import validate_config
 from bireco.data.formats import iter_rows, list_row_files
 from bireco.data.synthetic import WorldSpec, generate_world
 from bireco.lit.factory import build_trainer_and_module
+from bireco.lit.fault_tolerance import Preempted
+from bireco.lit.reconstruction_score import ReconstructionScore
 from bireco.models.backbone import ARTIFACT_FILE, save_artifact
 from bireco.models.tiny import TinyLlamaSpec, build_tiny_model, train_tokenizer
 from bireco.utils.io import atomic_write_json, sha256_files, sha256_text
@@ -96,6 +99,13 @@ def finished(stage_dir: Path, config_hash: str) -> bool:
     return (stage_dir / "artifact" / ARTIFACT_FILE).is_file()
 
 
+def latest_checkpoint(stage_dir: Path) -> Path | None:
+    """The newest of `checkpoints/last.ckpt` (periodic and SIGTERM saves) and Lightning's SLURM requeue
+    checkpoints (`hpc_ckpt_*.ckpt`, written on SIGUSR1 under SLURM auto-requeue)."""
+    found = [p for p in (stage_dir / "checkpoints" / "last.ckpt", *stage_dir.glob("hpc_ckpt_*.ckpt")) if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
+
+
 def run_stage(
     cfg: DictConfig,
     name: str,
@@ -112,13 +122,25 @@ def run_stage(
         return json.loads((stage_dir / DONE_FILE).read_text())
     L.seed_everything(cfg.seed, workers=True)
     trainer, module, datamodule, probe = build_trainer_and_module(cfg, name, init_from, stage_dir, data, run_name)
-    last = stage_dir / "checkpoints" / "last.ckpt"
+    resume = latest_checkpoint(stage_dir)
+    if resume is not None:
+        log.info("stage '%s': resuming from %s", name, resume)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        # validation of the final weights: the stage's reported metrics never depend on where the last
+        # val_check_interval fell, or on whether a killed run had already validated before its checkpoint
+        if datamodule.val_set is not None and not trainer.interrupted:
+            for result in trainer.validate(module, datamodule=datamodule, verbose=False):
+                metrics.update({k: float(v) for k, v in result.items()})
+    except SIGTERMException as e:
+        stop = Preempted(name, stage_dir / "checkpoints" / "last.ckpt")
+        log.warning(stop.message)
+        raise stop from e
     finally:
         finish_wandb()  # one wandb run per stage; also closed when the stage fails
     if trainer.interrupted:
-        raise RuntimeError(f"stage '{name}' was interrupted; rerun the same command to resume from {last}")
+        raise RuntimeError(f"stage '{name}' was interrupted; rerun the same command to resume")
     artifact = module.save_artifact(stage_dir / "artifact", init_from)
     record = {
         "stage": name,
@@ -126,10 +148,15 @@ def run_stage(
         "init_from": init_from,
         "artifact": str(artifact),
         "steps": trainer.global_step,
-        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
+        "metrics": metrics,
         "probe": probe.history[-1] if probe is not None and probe.history else None,
+        "reconstruction": next((c.result for c in trainer.callbacks if isinstance(c, ReconstructionScore)), None),
     }
     atomic_write_json(stage_dir / DONE_FILE, record)  # written last: the stage counts as done from here on
+    if trainer.received_sigterm:  # SIGTERM during the stage's last step: it finished, but the job must stop
+        stop = Preempted(name, stage_dir / DONE_FILE)
+        log.warning(stop.message)
+        raise stop
     return record
 
 

@@ -278,21 +278,25 @@ def render_csv(rows: list[Row]) -> str:
 
 
 def read_metrics_csv(path: Path) -> dict[str, list[tuple[float, float]]]:
-    """Lightning CSVLogger file -> metric -> [(step, value)], skipping the empty cells of its sparse rows."""
-    series: dict[str, list[tuple[float, float]]] = {}
+    """Lightning CSVLogger file -> metric -> [(step, value)], skipping the empty cells of its sparse rows.
+
+    A stage resumed after a kill logs the steps after its checkpoint again: the last row of a step wins.
+    """
+    series: dict[str, dict[float, float]] = {}
     with path.open(newline="") as f:
         for rec in csv.DictReader(f):
             if not rec.get("step"):
                 continue
             for k, v in rec.items():
                 if k not in ("step", "epoch") and v not in (None, ""):
-                    series.setdefault(k, []).append((float(rec["step"]), float(v)))
-    return {k: sorted(v) for k, v in series.items()}
+                    series.setdefault(k, {})[float(rec["step"])] = float(v)
+    return {k: sorted(v.items()) for k, v in series.items()}
 
 
 def read_probe(path: Path) -> list[dict]:
-    """probe.jsonl records (the convergence curve), in step order."""
-    return sorted((json.loads(x) for x in path.read_text().splitlines() if x.strip()), key=lambda r: r["step"])
+    """probe.jsonl records (the convergence curve), in step order; the last record of a step wins (resumes)."""
+    by_step = {r["step"]: r for r in (json.loads(x) for x in path.read_text().splitlines() if x.strip())}
+    return [by_step[s] for s in sorted(by_step)]
 
 
 def _save(fig, path: Path) -> None:
@@ -391,6 +395,29 @@ def plot_convergence(runs: list[RunRecord], out: Path) -> Path | None:
     return path
 
 
+def plot_reconstruction(runs: list[RunRecord], out: Path) -> Path | None:
+    """Reconstruction F1 after each stage (solid) and its shuffled-embedding control (dashed), per direction."""
+    from bireco.report import reconstruction_scores
+
+    found = [(f"{r.model} / {r.pipeline}", sc) for r in runs if r.path and (sc := reconstruction_scores(r.path))]
+    if not found:
+        return None
+    order = ["warmup", "reconstruction", "contrastive"]  # a shared x axis: baseline runs skip Stage I
+    order += sorted({stage for _, sc in found for stage, _ in sc} - set(order))
+    fig, axes = _figure(2)
+    for ax, direction in zip(axes, ("q2d", "d2q"), strict=True):
+        for j, (label, scores) in enumerate(found):
+            xs = [order.index(stage) for stage, _ in scores]
+            ax.plot(xs, [s[direction]["f1"] for _, s in scores], marker="o", color=f"C{j}", label=label)
+            ax.plot(xs, [s[direction]["f1_shuffled"] for _, s in scores], linestyle="--", color=f"C{j}")
+        ax.set_xticks(range(len(order)), order)
+        ax.set(title=f"{direction} reconstruction F1 (dashed: shuffled)", xlabel="after stage", ylim=(0, 1))
+        ax.legend(fontsize="small")
+    path = out / "reconstruction.png"
+    _save(fig, path)
+    return path
+
+
 def write_table(
     paths: Sequence[str | Path],
     out: str | Path,
@@ -413,6 +440,11 @@ def write_table(
     for r in runs:
         plot_curves(r, plots)
     plot_convergence(runs, plots)
+    if plot_reconstruction(runs, plots):
+        from bireco.report import reconstruction_scores, reconstruction_table
+
+        recon = [(f"{r.model} / {r.pipeline}", reconstruction_scores(r.path)) for r in runs if r.path]
+        atomic_write_text(out / "reconstruction.md", reconstruction_table(recon) + "\n")
     return md
 
 

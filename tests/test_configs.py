@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
+from bireco.config import ConfigError, validate_config
+from bireco.distributed import deepspeed_available
 from tests.helpers import CONF_DIR, compose_cfg
 
 GROUP_FILES = sorted(
@@ -49,6 +52,11 @@ def test_every_config_file_composes_and_resolves(group: str, name: str) -> None:
     cfg = compose_cfg(overrides, fast=False)
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     assert cfg.pipeline.stages
+    if group == "trainer" and name.startswith("deepspeed") and not deepspeed_available():
+        with pytest.raises(ConfigError, match="DeepSpeed is not installed"):  # not a dependency: a clear error
+            validate_config(cfg)
+    elif group != "stage":  # a warm-up or Stage II config in the Stage I slot is not a runnable pipeline
+        validate_config(cfg)
 
 
 def test_experiment_demo_composes() -> None:
@@ -118,3 +126,206 @@ def test_every_eval_config_composes(name: str) -> None:
         cfg = compose("eval", overrides=[f"eval={name}", "run_dir=/some/run"])
     OmegaConf.to_container(cfg, resolve=True)
     assert cfg.eval.name == name and cfg.eval.kind in ("local", "mteb", "none")
+
+
+# ---------------------------------------------------------------------------------------------------- bad configs
+@pytest.mark.parametrize(
+    ("override", "group"),
+    [
+        ("model=llama3", "model"),
+        ("template=chatml", "template"),
+        ("pooling=cls", "pooling"),
+        ("pipeline=stage2_only", "pipeline"),
+        ("data=msmarco", "data"),
+        ("trainer=tpu", "trainer"),
+        ("peft@stages.contrastive.peft=qlora", "peft"),
+        ("stage@stages.contrastive=infonce", "stage"),
+    ],
+)
+def test_unknown_group_option_lists_the_valid_choices(override: str, group: str) -> None:
+    """Hydra refuses an unknown preset/template/pooling/pipeline while composing, listing every option."""
+    options = sorted(p.stem for p in Path(CONF_DIR).glob(f"{group}/*.yaml"))
+    with pytest.raises(MissingConfigException) as info:
+        compose_cfg([override], fast=False)
+    msg = str(info.value)
+    assert msg.startswith(f"In 'train': Could not find '{group}/{override.split('=')[1]}'\n"), msg
+    assert f"Available options in '{group}':\n" + "".join(f"\t{o}\n" for o in options) in msg
+
+
+def _reject(overrides: list[str]) -> str:
+    cfg = compose_cfg(overrides)
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg)
+    return str(info.value)
+
+
+STAGES = "['reconstruction', 'contrastive']"
+BAD_CONFIGS = {
+    "unknown_stage": (
+        ["pipeline.stages=[reconstruction,retrieval]"],
+        f"pipeline.stages: unknown stage(s) ['retrieval']; choose from {STAGES}",
+    ),
+    "no_stage": (["pipeline.stages=[]"], f"pipeline.stages must be a non-empty list of stages from {STAGES}, got []"),
+    "stage_twice": (
+        ["pipeline.stages=[contrastive,contrastive]"],
+        "pipeline.stages=['contrastive', 'contrastive']: stage(s) ['contrastive'] listed twice; each stage runs once",
+    ),
+    "stage_one_after_stage_two": (
+        ["pipeline.stages=[contrastive,reconstruction]"],
+        f"pipeline.stages=['contrastive', 'reconstruction']: stages run in the method's order {STAGES} "
+        "(Stage II starts from Stage I's weights)",
+    ),
+    "stage_two_from_a_stage_not_run": (
+        ["pipeline=baseline", "+stages.contrastive.init_from=reconstruction"],
+        "stages.contrastive.init_from='reconstruction', but pipeline.stages=['contrastive'] (pipeline=baseline) "
+        "starts 'contrastive' from the base model: each stage starts from the previous stage's artifact, the first "
+        "from 'base'; choose a pipeline that runs 'reconstruction' right before 'contrastive', or drop "
+        "stages.contrastive.init_from",
+    ),
+    "stage_one_from_stage_two": (
+        ["pipeline=bireco", "+stages.reconstruction.init_from=contrastive"],
+        "stages.reconstruction.init_from='contrastive', but pipeline.stages=['reconstruction', 'contrastive'] "
+        "(pipeline=bireco) starts 'reconstruction' from the base model: each stage starts from the previous stage's "
+        "artifact, the first from 'base'; choose a pipeline that runs 'contrastive' right before 'reconstruction', "
+        "or drop stages.reconstruction.init_from",
+    ),
+    "alpha_above_one": (
+        ["stages.reconstruction.alpha=1.5"],
+        "stages.reconstruction.alpha must be a number in [0, 1], got 1.5",
+    ),
+    "alpha_below_zero": (
+        ["pipeline=only_d2q", "stages.reconstruction.alpha=-0.1"],
+        "stages.reconstruction.alpha must be a number in [0, 1], got -0.1",
+    ),
+    "alpha_not_a_number": (
+        ["stages.reconstruction.alpha=high"],
+        "stages.reconstruction.alpha must be a number in [0, 1], got 'high'",
+    ),
+    "lora_rank_on_full_finetuning": (
+        ["+stages.reconstruction.peft.r=8"],
+        "stages.reconstruction.peft: LoRA setting(s) r=8 on a stage configured for full fine-tuning "
+        "(stages.reconstruction.peft.enabled=false); choose peft@stages.reconstruction.peft=lora for LoRA, or "
+        "peft@stages.reconstruction.peft=none (no LoRA keys) for full fine-tuning",
+    ),
+    "lora_switched_off_but_configured": (
+        ["stages.contrastive.peft.enabled=false", "stages.contrastive.peft.target_modules=[q_proj]"],
+        "stages.contrastive.peft: LoRA setting(s) r=16, alpha=32, dropout=0.05, target_modules=['q_proj'] on a "
+        "stage configured for full fine-tuning (stages.contrastive.peft.enabled=false); choose "
+        "peft@stages.contrastive.peft=lora for LoRA, or peft@stages.contrastive.peft=none (no LoRA keys) for full "
+        "fine-tuning",
+    ),
+    "lora_rank_zero": (
+        ["stages.contrastive.peft.r=0"],
+        "stages.contrastive.peft.r (LoRA rank) must be a positive integer, got 0",
+    ),
+    "lora_dropout_one": (
+        ["stages.contrastive.peft.dropout=1.0"],
+        "stages.contrastive.peft.dropout must be a number in [0, 1), got 1.0",
+    ),
+    "lora_without_targets": (
+        ["stages.contrastive.peft.target_modules=[]"],
+        "stages.contrastive.peft: LoRA needs target_modules (model.lora_target_modules)",
+    ),
+    "unknown_pooling_name": (
+        ["pooling.name=cls"],
+        "pooling.name='cls': choose one of ['eos', 'mean', 'weighted_mean']",
+    ),
+    "unknown_dtype": (
+        ["model.dtype=float64"],
+        "model.dtype='float64': choose one of ['float32', 'bfloat16', 'float16']",
+    ),
+    "tiny_and_pretrained": (
+        ["model.pretrained=meta-llama/Llama-3.2-1B-Instruct"],
+        "model 'tiny': set exactly one of model.pretrained (hub name or folder) or model.tiny "
+        "(got pretrained='meta-llama/Llama-3.2-1B-Instruct', tiny=set)",
+    ),
+    "neither_tiny_nor_pretrained": (
+        ["model=llama3.2-1b", "model.pretrained=null"],
+        "model 'llama3.2-1b': set exactly one of model.pretrained (hub name or folder) or model.tiny "
+        "(got pretrained=None, tiny=None)",
+    ),
+    "longer_than_the_tiny_positions": (
+        ["model.max_length=1024"],
+        "model.max_length=1024 exceeds model.tiny.max_position_embeddings=512: the tiny model has no positions "
+        "for the longer sequences",
+    ),
+    "unknown_on_bad_row": (
+        ["data.on_bad_row=warn"],
+        "data.on_bad_row='warn': choose 'error' (stop at the first bad row, the default) or 'skip' (skip bad rows "
+        "and report how many per file)",
+    ),
+    "unknown_target_segment": (
+        ["stages.reconstruction.target_segments=[text,body]"],
+        "stages.reconstruction.target_segments=['text', 'body']: choose a non-empty subset of "
+        "['template', 'instruction', 'text', 'eos'] (unknown: ['body'])",
+    ),
+    "zero_batch": (
+        ["stages.contrastive.batch_size=0"],
+        "stages.contrastive.batch_size must be a positive integer, got 0",
+    ),
+    "zero_steps": (
+        ["stages.reconstruction.max_steps=0"],
+        "stages.reconstruction.max_steps must be a positive number of optimizer steps, got 0",
+    ),
+    "mteb_probe_without_schedule": (
+        ["probe.mteb_data_root=/data"],
+        "probe.mteb_data_root='/data' and probe.mteb_every_n_steps=0: set both to run the in-training mteb probe, "
+        "or neither",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_contradictory_or_unknown_settings_are_rejected(case: str) -> None:
+    overrides, expected = BAD_CONFIGS[case]
+    assert _reject(overrides) == expected
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["pipeline=bireco", "+stages.reconstruction.init_from=base", "+stages.contrastive.init_from=reconstruction"],
+        ["pipeline=baseline", "+stages.contrastive.init_from=base"],
+        ["peft@stages.reconstruction.peft=lora"],  # LoRA in Stage I: a choice, not a contradiction
+        ["peft@stages.contrastive.peft=none"],  # full fine-tuning in Stage II
+        ["stages.reconstruction.alpha=0", "stages.contrastive.batch_size=1"],
+        ["probe.mteb_data_root=/data", "probe.mteb_every_n_steps=5", "data.on_bad_row=skip"],
+    ],
+)
+def test_consistent_settings_pass(overrides: list[str]) -> None:
+    validate_config(compose_cfg(overrides))
+
+
+def test_a_lora_key_on_a_full_finetuning_stage_needs_the_plus_and_is_then_rejected() -> None:
+    """Without `+` Hydra itself refuses the key (the `none` group has no LoRA keys); with it, validation does."""
+    with pytest.raises(ConfigCompositionException, match=r"Could not override 'stages\.reconstruction\.peft\.r'"):
+        compose_cfg(["stages.reconstruction.peft.r=8"])
+    assert _reject(["+stages.reconstruction.peft.dropout=0.1"]).startswith(
+        "stages.reconstruction.peft: LoRA setting(s) dropout=0.1 on a stage configured for full fine-tuning"
+    )
+
+
+@pytest.mark.parametrize("data", ["synthetic", "local", "echo_e5"])
+def test_bad_rows_stop_the_run_by_default(data: str) -> None:
+    assert compose_cfg(
+        [f"data={data}", "data.path=/x"] if data != "synthetic" else [], fast=False
+    ).data.on_bad_row == ("error")
+
+
+def test_validation_runs_before_any_model_is_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad config with a model that does not exist: the ConfigError wins, and nothing is written."""
+    import bireco.lit.factory
+    import bireco.pipeline
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded before the config was validated")
+
+    monkeypatch.setattr(bireco.lit.factory, "load_backbone", no_loading)
+    monkeypatch.setattr(bireco.pipeline, "prepare_data", no_loading)
+    cfg = compose_cfg(
+        ["model=llama3.2-1b", f"model.pretrained={tmp_path / 'no-such-model'}", "stages.reconstruction.alpha=2"]
+    )
+    run_dir = tmp_path / "run"
+    with pytest.raises(ConfigError, match=r"^stages.reconstruction.alpha must be a number in \[0, 1\], got 2$"):
+        bireco.pipeline.run_pipeline(cfg, run_dir)
+    assert not run_dir.exists()

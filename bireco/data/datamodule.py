@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from datasets import Dataset, Features, Value
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from bireco.data.collate import PairCollator
-from bireco.data.formats import iter_rows, list_row_files
+from bireco.data.formats import DataFormatError, iter_rows, list_row_files
+from bireco.data.resumable import ResumableDataLoader
 from bireco.data.sampler import HomogeneousBatchSampler
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,26 @@ def resolve_instructions(sources: list[str], configured: dict[str, Any], default
     return out
 
 
+def padded_lengths(rows: Dataset, collator: PairCollator, chunk: int = 8192) -> list[tuple[int, ...]]:
+    """Per row, the token length of each tensor the collator pads: (positive, [negative,] query).
+
+    Documents come first: they are the longest, so length grouping sorts by them first. Exact counts (template,
+    instruction, truncation) — character counts miss the truncation at max_length and group far worse.
+    """
+    fields = ["positive", *(["negative"] if collator.with_negatives else []), "query"]
+    out: list[tuple[int, ...]] = []
+    for start in tqdm(range(0, len(rows), chunk), desc="token lengths", leave=False):
+        part = rows[start : start + chunk]
+        cols = []
+        for f in fields:
+            texts = part[f]
+            instr = [collator.instructions.get(s) for s in part["source"]] if f == "query" else None
+            enc = collator.template.encode_batch([t or "" for t in texts], instr, collator.max_length)
+            cols.append([len(e.input_ids) if t else 0 for e, t in zip(enc, texts, strict=True)])
+        out += list(zip(*cols, strict=True))
+    return out
+
+
 class PairDataModule(L.LightningDataModule):
     """(query, positive, negative?) rows for one stage.
 
@@ -78,6 +100,8 @@ class PairDataModule(L.LightningDataModule):
         default_instruction: for sources not in `sources_cfg`.
         val_path: held-out rows for validation; else `val_rows` rows are held out of the training files.
         seed: shuffling seed (epoch e uses seed + e).
+        length_grouping: length-aware batching within each source, in global batches per mega-batch (0 = off);
+            lengths are the collator's exact token counts, computed once per setup.
     """
 
     def __init__(
@@ -95,8 +119,10 @@ class PairDataModule(L.LightningDataModule):
         max_rows_per_source: int | None = None,
         num_replicas: int = 1,
         rank: int = 0,
+        length_grouping: int = 0,
     ) -> None:
         super().__init__()
+        self.length_grouping = length_grouping
         self.path = Path(path)
         self.collator = collator
         self.batch_size = batch_size
@@ -132,7 +158,37 @@ class PairDataModule(L.LightningDataModule):
             self.train_set = rows
         sources = sorted(set(self.train_set["source"]) | set(self.val_set["source"] if self.val_set else []))
         self.collator.instructions = resolve_instructions(sources, self.sources_cfg, self.default_instruction)
+        self._check_sources_fill_a_batch()
         log.info("training rows: %d from sources %s", len(self.train_set), sources)
+
+    def _check_sources_fill_a_batch(self) -> None:
+        """Fail in setup, naming files and counts, where a source has fewer training rows than one global batch.
+
+        Every batch comes from one source, so such a source could never be sampled (the sampler refuses it too,
+        but later and without the files). The files are re-read only on this error path.
+        """
+        assert self.train_set is not None
+        num_replicas = self.trainer.world_size if self.trainer is not None else self.num_replicas
+        global_batch = self.batch_size * num_replicas
+        small = {s: n for s, n in sorted(Counter(self.train_set["source"]).items()) if n < global_batch}
+        if not small:
+            return
+        held_out = Counter(self.val_set["source"]) if self.val_set is not None and self.val_path is None else Counter()
+        files: dict[str, Counter[str]] = {s: Counter() for s in small}
+        for f in list_row_files(self.path):
+            for row in iter_rows([f], self.on_bad_row, self.max_rows_per_source):
+                if row["source"] in files:
+                    files[row["source"]][str(f)] += 1
+        lines = []
+        for s, n in small.items():
+            held = f" (+{held_out[s]} held out by data.val_rows)" if held_out[s] else ""
+            where = ", ".join(f"{f} ({k} rows)" for f, k in files[s].items())
+            lines.append(f"  source '{s}': {n} training rows{held}, from {where}")
+        raise DataFormatError(
+            f"{self.path}: sources with fewer training rows than one batch of {global_batch} rows "
+            f"({self.batch_size} per rank × {num_replicas} ranks):\n" + "\n".join(lines) + "\n"
+            "lower the stage's batch_size, or drop or merge these sources"
+        )
 
     def ratios(self) -> dict[str, float] | None:
         r = {s: c["ratio"] for s, c in self.sources_cfg.items() if isinstance(c, dict) and c.get("ratio") is not None}
@@ -140,15 +196,26 @@ class PairDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
+        # under a Trainer the world is known only now (DDP ranks are set up after the datamodule is built)
+        num_replicas, rank = self.num_replicas, self.rank
+        if self.trainer is not None:
+            num_replicas, rank = self.trainer.world_size, self.trainer.global_rank
         sampler = HomogeneousBatchSampler(
             self.train_set["source"],
             self.batch_size,
             ratios=self.ratios(),
             seed=self.seed,
-            num_replicas=self.num_replicas,
-            rank=self.rank,
+            num_replicas=num_replicas,
+            rank=rank,
+            lengths=padded_lengths(self.train_set, self.collator) if self.length_grouping else None,
+            length_grouping=self.length_grouping,
         )
-        return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=self.collator, num_workers=0)
+        return ResumableDataLoader(self.train_set, sampler, self._train_progress, self.collator)
+
+    def _train_progress(self) -> tuple[int, int]:
+        """(epoch, batches trained in it), as the Trainer counts them: what a checkpoint must resume after."""
+        loop = self.trainer.fit_loop
+        return loop.epoch_progress.current.processed, loop.epoch_loop.batch_progress.current.processed
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:

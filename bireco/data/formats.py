@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,11 @@ REQUIRED = ("query", "positive")
 
 class DataFormatError(ValueError):
     """A training file or row does not match the expected format."""
+
+
+def field_message(where: str, key: str, problem: str) -> str:
+    """The one form of every row error (training rows and task folders): `<file>:<line>: field '<key>': <problem>`."""
+    return f"{where}: field '{key}': {problem}"
 
 
 def list_row_files(path: str | Path) -> list[Path]:
@@ -49,13 +53,13 @@ def file_stem(path: Path) -> str:
 def _check_text(row: dict[str, Any], key: str, where: str, required: bool) -> None:
     if key not in row or row[key] is None:
         if required:
-            raise DataFormatError(f"{where}: missing required field '{key}'")
+            raise DataFormatError(field_message(where, key, "missing (required)"))
         return
     value = row[key]
     if not isinstance(value, str):
-        raise DataFormatError(f"{where}: field '{key}' must be a string, got {type(value).__name__}")
+        raise DataFormatError(field_message(where, key, f"must be a string, got {type(value).__name__}"))
     if not value.strip():
-        raise DataFormatError(f"{where}: field '{key}' is empty")
+        raise DataFormatError(field_message(where, key, "is empty"))
 
 
 def parse_json_object(raw: bytes, where: str, error: type[ValueError] = DataFormatError) -> dict[str, Any]:
@@ -81,7 +85,7 @@ def parse_row(raw: bytes, where: str, default_source: str) -> dict[str, Any]:
     _check_text(row, "negative", where, required=False)
     source = row.get("source", default_source)
     if not isinstance(source, str) or not source:
-        raise DataFormatError(f"{where}: field 'source' must be a non-empty string, got {source!r}")
+        raise DataFormatError(field_message(where, "source", f"must be a non-empty string, got {source!r}"))
     return {"query": row["query"], "positive": row["positive"], "negative": row.get("negative"), "source": source}
 
 
@@ -96,10 +100,9 @@ def iter_rows(
     """
     if on_bad_row not in ("error", "skip"):
         raise ValueError(f"on_bad_row must be 'error' or 'skip', got {on_bad_row!r}")
-    skipped: Counter[str] = Counter()
     for f in files:
         opener = gzip.open if f.name.endswith(".gz") else open
-        n_valid = 0
+        n_valid, n_skipped, first_error = 0, 0, ""
         with opener(f, "rb") as fh:
             for lineno, raw in enumerate(fh, start=1):
                 if not raw.strip():
@@ -109,7 +112,8 @@ def iter_rows(
                 except DataFormatError as e:
                     if on_bad_row == "error":
                         raise
-                    skipped[str(f)] += 1
+                    n_skipped += 1
+                    first_error = first_error or str(e)
                     log.debug("skipping %s", e)
                     continue
                 n_valid += 1
@@ -117,6 +121,12 @@ def iter_rows(
                 if max_rows_per_file is not None and n_valid >= max_rows_per_file:
                     break
         if n_valid == 0:
-            raise DataFormatError(f"{f}: no valid rows (empty file{' or every row bad' if skipped[str(f)] else ''})")
-    for name, n in skipped.items():
-        log.warning("%s: skipped %d bad rows (data.on_bad_row=skip)", name, n)
+            raise DataFormatError(f"{f}: no valid rows (empty file{' or every row bad' if n_skipped else ''})")
+        if n_skipped:  # reported per file, as each file is finished
+            log.warning(
+                "%s: skipped %d bad rows, kept %d (data.on_bad_row=skip); first: %s",
+                f,
+                n_skipped,
+                n_valid,
+                first_error,
+            )

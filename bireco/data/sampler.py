@@ -3,6 +3,12 @@
 One source per batch makes in-batch negatives hard (same task, same domain). Under DDP the *global* batch
 (all ranks together) is one source and each rank takes its own slice, so the gathered negatives stay
 homogeneous too.
+
+Length grouping (optional) cuts padding without mixing sources: a source's shuffled rows are cut into
+mega-batches of `length_grouping` global batches, each mega-batch is ordered so that neighbouring rows have
+similar lengths, and batches are cut from that order; the batch order is shuffled as before. Rows carry one
+length per padded field (e.g. document, query): a single sort key cannot make two weakly correlated fields
+both tight, so the order is nested (sort by the first field, cut into groups, sort each group by the next).
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ class HomogeneousBatchSampler(Sampler[list[int]]):
             across sources by weight (a source may repeat rows or leave some out).
         seed: base seed; epoch e shuffles with seed + e (call `set_epoch`; Lightning does).
         num_replicas / rank: DDP world size and this rank.
+        lengths: per row, the token length of each padded field, most important first (e.g. `(document,
+            query)`); needed when `length_grouping` > 0.
+        length_grouping: mega-batch size in global batches for length-aware batching; 0 = off.
     """
 
     def __init__(
@@ -36,7 +45,18 @@ class HomogeneousBatchSampler(Sampler[list[int]]):
         num_replicas: int = 1,
         rank: int = 0,
         shuffle: bool = True,
+        lengths: Sequence[Sequence[int]] | None = None,
+        length_grouping: int = 0,
     ) -> None:
+        if length_grouping < 0:
+            raise ValueError(f"length_grouping must be >= 0 (0 = off), got {length_grouping}")
+        if length_grouping > 0 and (lengths is None or len(lengths) != len(sources)):
+            got = "none" if lengths is None else len(lengths)
+            raise ValueError(
+                f"length_grouping={length_grouping} needs one length tuple per row: {len(sources)} rows, {got} lengths"
+            )
+        self.lengths = lengths
+        self.length_grouping = length_grouping
         self.batch_size = batch_size
         self.global_batch = batch_size * num_replicas
         self.rank = rank
@@ -85,6 +105,10 @@ class HomogeneousBatchSampler(Sampler[list[int]]):
                     fresh = list(idx)
                     if self.shuffle:
                         rng.shuffle(fresh)
+                    if self.length_grouping > 0:
+                        fresh = length_order(
+                            fresh, self.lengths, self.length_grouping * self.global_batch, self.batch_size
+                        )
                     pool = fresh  # leftovers are dropped, never duplicated within a batch
                 batches.append(pool[: self.global_batch])
                 pool = pool[self.global_batch :]
@@ -93,3 +117,35 @@ class HomogeneousBatchSampler(Sampler[list[int]]):
         lo = self.rank * self.batch_size
         for b in batches:
             yield b[lo : lo + self.batch_size]
+
+
+def length_order(rows: list[int], lengths: Sequence[Sequence[int]], mega: int, batch_size: int) -> list[int]:
+    """Reorder `rows` mega-batch by mega-batch so that every run of `batch_size` rows has similar lengths.
+
+    With D fields, each mega-batch is sorted by field 0 and cut into groups of batch_size × m^(D-1) rows
+    (m = round((mega / batch_size)^(1/D))), each group sorted by field 1 and cut into batch_size × m^(D-2) rows,
+    and so on down to single batches. The global batch (num_replicas consecutive per-rank batches) and each
+    rank's slice of it are therefore both length-homogeneous. Deterministic: ties keep the input order.
+
+    Args:
+        rows: row indices in their (shuffled) order.
+        lengths: per row index, its field lengths, most important field first.
+        mega: rows per mega-batch (a multiple of the global batch).
+        batch_size: per-rank batch size (the finest group).
+    """
+    if not rows:
+        return []
+    fields = len(lengths[rows[0]])
+    m = max(1, round((mega / batch_size) ** (1 / fields)))
+    out: list[int] = []
+    for start in range(0, len(rows), mega):
+        groups = [rows[start : start + mega]]
+        for d in range(fields):
+            size = batch_size * m ** (fields - 1 - d)
+            cut: list[list[int]] = []
+            for g in groups:
+                g = sorted(g, key=lambda i, d=d: lengths[i][d])
+                cut += [g[i : i + size] for i in range(0, len(g), size)]
+            groups = cut
+        out += [i for g in groups for i in g]
+    return out

@@ -29,7 +29,7 @@ from mteb.abstasks import (
 from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 from mteb.abstasks.task_metadata import TaskMetadata
 
-from bireco.data.formats import parse_json_object
+from bireco.data.formats import field_message, parse_json_object
 from bireco.utils.io import sha256_files
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,10 @@ def _rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             yield where, parse_json_object(raw.rstrip(b"\r\n"), where, TaskFormatError)
 
 
-def _first_row(path: Path) -> dict[str, Any]:
-    for _, row in _rows(path):
-        return row
+def _first_row(path: Path) -> tuple[str, dict[str, Any]]:
+    """(`file:line`, object) of the first non-blank line."""
+    for where, row in _rows(path):
+        return where, row
     raise TaskFormatError(f"{path}: no rows (empty file)")
 
 
@@ -97,9 +98,9 @@ def _text(row: dict[str, Any], key: str, where: str, allow_empty: bool = False) 
     value = row.get(key)
     if not isinstance(value, str):
         got = "missing" if value is None else f"a {type(value).__name__}"
-        raise TaskFormatError(f"{where}: field '{key}' must be a string, got {got}")
+        raise TaskFormatError(field_message(where, key, f"must be a string, got {got}"))
     if not allow_empty and not value.strip():
-        raise TaskFormatError(f"{where}: field '{key}' is empty")
+        raise TaskFormatError(field_message(where, key, "is empty"))
     return value
 
 
@@ -107,8 +108,13 @@ def _key(row: dict[str, Any], key: str, where: str) -> str:
     """An id or a label: a non-empty string or an integer, as a string."""
     value = row.get(key)
     if isinstance(value, bool) or not isinstance(value, str | int) or str(value) == "":
-        raise TaskFormatError(f"{where}: field '{key}' must be a non-empty string or integer, got {value!r}")
+        raise TaskFormatError(field_message(where, key, f"must be a non-empty string or integer, got {value!r}"))
     return str(value)
+
+
+def _preview(items: list[str], n: int = 10) -> str:
+    """A short list for an error message."""
+    return str(items[:n])[:-1] + f", ... ({len(items)} in all)]" if len(items) > n else str(items)
 
 
 def _data_files(folder: Path) -> list[Path]:
@@ -121,7 +127,7 @@ def _is_training_pairs(folder: Path) -> bool:
     if not files or not all(f.name.startswith("train.") and f.name.endswith((".jsonl", ".jsonl.gz")) for f in files):
         return False
     try:
-        rows = [_first_row(f) for f in files]
+        rows = [_first_row(f)[1] for f in files]
     except TaskFormatError:
         return False
     return all(isinstance(r.get("query"), str) and isinstance(r.get("positive"), str) for r in rows)
@@ -141,7 +147,8 @@ def detect_kind(folder: Path) -> str:
         raise TaskFormatError(f"{folder}: incomplete BEIR folder, missing {missing}; files found: {found}\n{LAYOUTS}")
     test = _find(folder, "test.jsonl")
     if test is not None:
-        keys = set(_first_row(test))
+        first, row = _first_row(test)
+        keys = set(row)
         if {"sentence1", "sentence2", "score"} <= keys:
             return "STS"
         if {"sentence1", "sentence2", "label"} <= keys:
@@ -150,7 +157,7 @@ def detect_kind(folder: Path) -> str:
             return "Reranking"
         if {"text", "label"} <= keys and _find(folder, "train.jsonl") is not None:
             return "Classification"
-        hint = f"; first row of {test.name} has fields {sorted(keys)}"
+        hint = f"; its first row, {first}, has fields {sorted(keys)}"
     else:
         hint = " (a training-pairs folder is not an evaluation task)" if _is_training_pairs(folder) else ""
     raise TaskFormatError(f"{folder}: matches no task layout{hint}; files found: {found}\n{LAYOUTS}")
@@ -174,7 +181,7 @@ def _read_beir(path: Path, with_title: bool) -> tuple[dict[str, list[str]], dict
     for where, row in _rows(path):
         key = _key(row, "_id", where)
         if key in lines:
-            raise TaskFormatError(f"{where}: field '_id' {key!r} repeats the id of {lines[key]}")
+            raise TaskFormatError(field_message(where, "_id", f"{key!r} repeats the id of {lines[key]}"))
         lines[key] = where
         cols["id"].append(key)
         cols["text"].append(_text(row, "text", where))
@@ -200,16 +207,20 @@ def _load_retrieval(folder: Path) -> dict[str, dict[str, Any]]:
             if len(cols) != 3:
                 raise TaskFormatError(f"{where}: expected 3 tab-separated columns, got {len(cols)}")
             if cols[0] not in query_lines:
-                raise TaskFormatError(f"{where}: field 'query-id' {cols[0]!r} is not in {queries_path.name}")
+                raise TaskFormatError(field_message(where, "query-id", f"{cols[0]!r} is not an id in {queries_path}"))
             if cols[1] not in doc_ids:
-                raise TaskFormatError(f"{where}: field 'corpus-id' {cols[1]!r} is not in {corpus_path.name}")
+                raise TaskFormatError(field_message(where, "corpus-id", f"{cols[1]!r} is not an id in {corpus_path}"))
             try:
                 qrels.setdefault(cols[0], {})[cols[1]] = int(cols[2])
             except ValueError:
-                raise TaskFormatError(f"{where}: field 'score' must be an integer, got {cols[2]!r}") from None
+                raise TaskFormatError(field_message(where, "score", f"must be an integer, got {cols[2]!r}")) from None
     for qid, where in query_lines.items():
-        if not any(score > 0 for score in qrels.get(qid, {}).values()):
-            raise TaskFormatError(f"{where}: field '_id' {qid!r}: query has no relevant document in {qrels_path.name}")
+        if qid not in qrels:
+            raise TaskFormatError(field_message(where, "_id", f"query {qid!r} has no judged document in {qrels_path}"))
+        if not any(score > 0 for score in qrels[qid].values()):
+            raise TaskFormatError(
+                field_message(where, "_id", f"query {qid!r} has no document with score > 0 in {qrels_path}")
+            )
     return _split(corpus, queries, qrels, None)
 
 
@@ -230,10 +241,12 @@ def _load_reranking(folder: Path) -> dict[str, dict[str, Any]]:
             docs = row.get(field)
             if not isinstance(docs, list) or not all(isinstance(d, str) and d.strip() for d in docs):
                 raise TaskFormatError(
-                    f"{where}: field '{field}' must be a list of non-empty strings, got {docs!r:.80}"
+                    field_message(where, field, f"must be a list of non-empty strings, got {docs!r:.80}")
                 )
             if field == "positive" and not docs:
-                raise TaskFormatError(f"{where}: field 'positive' is empty: the query has no relevant candidate")
+                raise TaskFormatError(
+                    field_message(where, "positive", "is empty: the query has no relevant candidate")
+                )
             for j, doc in enumerate(docs):
                 doc_id = f"{qid}_{field[:3]}{j}"
                 corpus["id"].append(doc_id)
@@ -255,11 +268,15 @@ def _load_pairs(folder: Path, target: str, sts_range: tuple[float, float]) -> Da
         if target == "score":
             lo, hi = sts_range
             if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
-                raise TaskFormatError(f"{where}: field 'score' must be a number in [{lo:g}, {hi:g}], got {value!r}")
+                raise TaskFormatError(
+                    field_message(
+                        where, "score", f"must be a number in the declared range [{lo:g}, {hi:g}], got {value!r}"
+                    )
+                )
             cols["score"].append(float(value))
         else:
             if isinstance(value, bool) or value not in (0, 1):
-                raise TaskFormatError(f"{where}: field 'label' must be 0 or 1, got {value!r}")
+                raise TaskFormatError(field_message(where, "label", f"must be 0 or 1, got {value!r}"))
             cols["labels"].append(int(value))
     return DatasetDict({"test": Dataset.from_dict(cols)})
 
@@ -285,7 +302,11 @@ def _load_classification(folder: Path) -> DatasetDict:
     names = sorted(set(train_labels))
     for label, where in zip(test_labels, test_wheres, strict=True):
         if label not in names:
-            raise TaskFormatError(f"{where}: field 'label' {label!r} never occurs in {train_path.name}")
+            raise TaskFormatError(
+                field_message(
+                    where, "label", f"{label!r} never occurs in {train_path} (labels there: {_preview(names)})"
+                )
+            )
     features = Features({"text": Value("string"), "label": ClassLabel(names=names)})
     splits = {"train": (train_texts, train_labels), "test": (test_texts, test_labels)}
     return DatasetDict(

@@ -75,7 +75,7 @@ def resolve_model(cfg: DictConfig) -> EvalModel:
             run_cfg.pooling.name,
             int(run_cfg.model.max_length),
             cfg.model.dtype,
-            {"run_dir": str(run), "pipeline": results["pipeline"], "stages": results["stages"]},
+            {k: results[k] for k in ("pipeline", "stages", "seed")} | {"run_dir": str(run)},
         )
     path = cfg.artifact or cfg.model.pretrained
     if not path:

@@ -15,6 +15,7 @@ import lightning as L
 import torch
 from transformers import get_linear_schedule_with_warmup
 
+from bireco.distributed import clean_param_name
 from bireco.models.backbone import save_artifact
 from bireco.models.encoder import TextEncoder
 
@@ -90,7 +91,8 @@ class StageModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # A LoRA stage's frozen base is rebuilt from its source on resume; storing it would copy the whole LLM
         # into every checkpoint. Full fine-tuning keeps everything (everything is trainable).
-        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        # FSDP inserts wrapper names into named_parameters() but not into state-dict keys
+        trainable = {clean_param_name(n) for n, p in self.named_parameters() if p.requires_grad}
         if len(trainable) < sum(1 for _ in self.parameters()):
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
 
@@ -120,6 +122,11 @@ class StageModule(L.LightningModule):
             "steps": self.global_step,
         }
         save_artifact(self.model, self.encoder.tokenizer, tmp, meta)
-        shutil.rmtree(out_dir, ignore_errors=True)
+        # an earlier artifact is moved aside, not deleted, until the new one is in place
+        old = out_dir.with_name(out_dir.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if out_dir.exists():
+            os.replace(out_dir, old)
         os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
         return out_dir

@@ -16,12 +16,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from bireco.data.collate import PairCollator
 from bireco.data.datamodule import PairDataModule
+from bireco.distributed import build_strategy
 from bireco.lit.base import OptimConfig, StageModule, batch_rows, sequence_tokens
 from bireco.lit.callbacks import MtebProbe, ParamCounts, RetrievalProbe
+from bireco.lit.fault_tolerance import AtomicCheckpointIO, FaultInjection, FiniteGuard, PreemptionCheckpoint, RngState
+from bireco.lit.reconstruction_score import ReconstructionScore
 from bireco.lit.stages import ContrastiveModule, ReconstructionModule, WarmupModule
 from bireco.models.backbone import BackboneSpec, load_backbone
 from bireco.models.encoder import TextEncoder
 from bireco.models.templates import Template
+from bireco.reconstruct.generate import DecodeConfig
 from bireco.utils.tracking import wandb_mode
 
 if TYPE_CHECKING:
@@ -75,7 +79,13 @@ def build_module(name: str, stage: DictConfig, encoder: TextEncoder) -> StageMod
             chunk_size=stage.chunk_size,
         )
     if name == "contrastive":
-        return ContrastiveModule(encoder, optim, scale=stage.scale)
+        return ContrastiveModule(
+            encoder,
+            optim,
+            scale=stage.scale,
+            gather_across_ranks=stage.get("gather_across_ranks", True),
+            grad_cache_chunk_size=OmegaConf.select(stage, "grad_cache.chunk_size"),
+        )
     raise KeyError(f"unknown stage '{name}'; choose one of {sorted(STAGE_MODULES)}")
 
 
@@ -124,10 +134,17 @@ def build_trainer_and_module(
         seed=cfg.seed,
         on_bad_row=cfg.data.on_bad_row,
         max_rows_per_source=cfg.data.max_rows_per_source,
+        length_grouping=cfg.data.get("length_grouping", 0),
     )
+    last_ckpt = stage_dir / "checkpoints" / "last.ckpt"
+    fault = FaultInjection.from_env(name)
     callbacks: list[L.Callback] = [
+        *([fault] if fault else []),
+        RngState(),
+        PreemptionCheckpoint(last_ckpt),
+        FiniteGuard(name, last_ckpt),
         ModelCheckpoint(
-            dirpath=stage_dir / "checkpoints",
+            dirpath=last_ckpt.parent,
             save_last=True,
             save_top_k=0,
             every_n_train_steps=stage.checkpoint_every_n_steps,
@@ -160,9 +177,26 @@ def build_trainer_and_module(
                 stage_dir / "mteb_probe.jsonl",
             )
         )
+    rcfg = cfg.probe.get("reconstruction")
+    if rcfg is not None and rcfg.enabled:
+        callbacks.append(
+            ReconstructionScore(
+                stage_dir / "reconstruction.json",
+                n_rows=rcfg.n_rows,
+                decode=DecodeConfig(max_new_tokens=rcfg.max_new_tokens),
+                target_segments=tuple(cfg.stages.reconstruction.target_segments),
+                batch_size=rcfg.batch_size,
+            )
+        )
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_kwargs["strategy"] = build_strategy(trainer_kwargs.get("strategy"), encoder.model)
+    # single-device / DDP checkpoints are replaced atomically; FSDP and DeepSpeed write their sharded layouts
+    plugins = (
+        [AtomicCheckpointIO()] if not isinstance(trainer_kwargs["strategy"], L.pytorch.strategies.Strategy) else []
+    )
     trainer = L.Trainer(
         **trainer_kwargs,
+        plugins=plugins,
         max_steps=stage.max_steps,
         max_epochs=-1,
         accumulate_grad_batches=stage.accumulate_grad_batches,

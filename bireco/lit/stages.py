@@ -7,7 +7,8 @@ from typing import Any
 import torch
 
 from bireco.lit.base import OptimConfig, StageModule, batch_rows
-from bireco.losses.contrastive import info_nce
+from bireco.losses.contrastive import gathered_info_nce, info_nce
+from bireco.losses.grad_cache import grad_cache_loss
 from bireco.losses.lm_head import linear_cross_entropy_sum
 from bireco.losses.reconstruction import bidirectional_reconstruction_loss
 from bireco.models.encoder import TextEncoder
@@ -109,22 +110,55 @@ class ReconstructionModule(StageModule):
 
 
 class ContrastiveModule(StageModule):
-    """Stage II: InfoNCE over cosine × scale with in-batch positives and hard negatives (METHOD.md §3)."""
+    """Stage II: InfoNCE over cosine × scale with in-batch positives and hard negatives (METHOD.md §3).
 
-    def __init__(self, encoder: TextEncoder, optim: OptimConfig, scale: float = 50.0) -> None:
+    Args:
+        scale: 1/τ (the paper: 50).
+        gather_across_ranks: under DDP, score each query against every rank's positives and negatives
+            (gathered with gradients, as the paper); False = each rank's own batch only.
+        grad_cache_chunk_size: rows per encoder forward with GradCache (same loss and gradients as the plain
+            path, activations of one chunk at a time); None = the whole batch in one forward.
+    """
+
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        optim: OptimConfig,
+        scale: float = 50.0,
+        gather_across_ranks: bool = True,
+        grad_cache_chunk_size: int | None = None,
+    ) -> None:
         super().__init__(encoder, optim, "contrastive")
+        if grad_cache_chunk_size is not None and grad_cache_chunk_size < 1:
+            raise ValueError(
+                f"grad_cache chunk_size must be a positive number of rows or null, got {grad_cache_chunk_size}"
+            )
         self.scale = scale
+        self.gather_across_ranks = gather_across_ranks
+        self.grad_cache_chunk_size = grad_cache_chunk_size
+
+    def _embed(self, part: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.encoder(part["input_ids"], part["attention_mask"])
+
+    def _train_loss(
+        self, query: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if self.gather_across_ranks:
+            return gathered_info_nce(query, positive, negative, scale=self.scale)
+        return info_nce(query, positive, negative, scale=self.scale)
 
     def _loss(self, batch: dict[str, Any]) -> torch.Tensor:
-        q = self.encoder(batch["query"]["input_ids"], batch["query"]["attention_mask"])
-        p = self.encoder(batch["positive"]["input_ids"], batch["positive"]["attention_mask"])
-        n = None
-        if "negative" in batch:
-            n = self.encoder(batch["negative"]["input_ids"], batch["negative"]["attention_mask"])
-        return info_nce(q, p, n, scale=self.scale)
+        """Local in-batch loss (validation: every rank sees the whole validation set, nothing to gather)."""
+        n = self._embed(batch["negative"]) if "negative" in batch else None
+        return info_nce(self._embed(batch["query"]), self._embed(batch["positive"]), n, scale=self.scale)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self._loss(batch)
+        roles = {"query": batch["query"], "positive": batch["positive"], "negative": batch.get("negative")}
+        if self.grad_cache_chunk_size is not None:
+            params = [p for p in self.parameters() if p.requires_grad]
+            loss = grad_cache_loss(self._embed, roles, self._train_loss, params, self.grad_cache_chunk_size)
+        else:
+            loss = self._train_loss(**{r: None if b is None else self._embed(b) for r, b in roles.items()})
         self._log_losses("train", {"loss": loss}, batch_rows(batch))
         return loss
 

@@ -24,6 +24,32 @@ def target_mask(attention_mask: torch.Tensor, segments: torch.Tensor, target_seg
     return attention_mask.bool() & allowed[segments.clamp_min(0)]
 
 
+def anchored_hidden_states(
+    model: nn.Module, anchor: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """Last hidden states of `[anchor ; Embed(input_ids[:, :-1])]`: position j predicts `input_ids[:, j]`.
+
+    The one place that lays out a Stage I decoder input; the loss and `bireco.reconstruct` (which scores and
+    decodes from an embedding) both use it, so they can never disagree about where the anchor sits.
+
+    Args:
+        anchor: (B, H) one vector per sequence.
+        input_ids / attention_mask: (B, T) right-padded side to reconstruct.
+
+    Returns:
+        (B, T, H) hidden states after the final norm.
+    """
+    if not bool(attention_mask[:, 0].all()):
+        raise ValueError("reconstruction inputs must be right-padded (the anchor must touch the first real token)")
+    embed = model.get_input_embeddings()
+    tok = embed(input_ids[:, :-1])  # (B, T-1, H): the last token is never an input (nothing follows it)
+    x = torch.cat([anchor.to(tok.dtype)[:, None, :], tok], dim=1)  # (B, T, H)
+    mask = torch.cat([torch.ones_like(attention_mask[:, :1]), attention_mask[:, :-1]], dim=1)  # (B, T)
+    return decoder_of(model)(
+        inputs_embeds=x, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=False
+    ).last_hidden_state
+
+
 def anchored_lm_loss_sum(
     model: nn.Module,
     anchor: torch.Tensor,
@@ -45,15 +71,7 @@ def anchored_lm_loss_sum(
     Returns:
         (sum of token losses, number of target tokens) — sums, so callers can average over a whole batch.
     """
-    if not bool(attention_mask[:, 0].all()):
-        raise ValueError("reconstruction inputs must be right-padded (the anchor must touch the first real token)")
-    embed = model.get_input_embeddings()
-    tok = embed(input_ids[:, :-1])  # (B, T-1, H): the last token is never an input (nothing follows it)
-    x = torch.cat([anchor.to(tok.dtype)[:, None, :], tok], dim=1)  # (B, T, H)
-    mask = torch.cat([torch.ones_like(attention_mask[:, :1]), attention_mask[:, :-1]], dim=1)  # (B, T)
-    hidden = decoder_of(model)(
-        inputs_embeds=x, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=False
-    ).last_hidden_state  # (B, T, H); position j predicts input_ids[:, j]
+    hidden = anchored_hidden_states(model, anchor, input_ids, attention_mask)  # (B, T, H)
     weight = model.get_output_embeddings().weight  # (V, H)
     loss_sum = linear_cross_entropy_sum(hidden[targets], weight, input_ids[targets], chunk_size)
     return loss_sum, targets.sum()

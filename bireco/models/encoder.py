@@ -96,19 +96,23 @@ class TextEncoder(nn.Module):
         progress: bool = False,
         desc: str = "encoding",
         instruction_separator: str | None = None,
+        sort_by_length: bool = True,
     ) -> torch.Tensor:
         """Encode raw texts in length-sorted batches (less padding), returned in input order, fp32 on CPU.
 
         Args:
             instructions: one per text (queries) or None (documents get none).
             instruction_separator: overrides the template's separator (evaluation conventions differ).
+            sort_by_length: batch texts of similar length together (False = input order; for benchmarks).
         """
         was_training = self.model.training
         self.model.eval()
         device = next(self.model.parameters()).device
         instr = None if instructions is None else list(instructions)
         enc = self.bound.encode_batch(list(texts), instr, self.max_length, instruction_separator)
-        order = sorted(range(len(enc)), key=lambda i: -len(enc[i].input_ids))
+        order = (
+            sorted(range(len(enc)), key=lambda i: -len(enc[i].input_ids)) if sort_by_length else list(range(len(enc)))
+        )
         out = torch.empty(len(enc), self.model.config.hidden_size, dtype=torch.float32)
         for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
             idx = order[start : start + batch_size]

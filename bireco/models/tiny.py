@@ -51,10 +51,19 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) 
     return hf
 
 
-def build_tiny_model(spec: TinyLlamaSpec, tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
-    """A randomly initialized Llama with fixed seed (same spec → same weights)."""
+def build_tiny_model(
+    spec: TinyLlamaSpec, tokenizer: PreTrainedTokenizerFast, vocab_size: int | None = None
+) -> LlamaForCausalLM:
+    """A randomly initialized Llama with fixed seed (same spec → same weights).
+
+    Args:
+        vocab_size: embedding rows; None = the tokenizer's size. A larger one (e.g. Llama-3's 128,256) gives a
+            tiny model a realistic LM-head cost, as the benchmark's memory test needs.
+    """
+    if vocab_size is not None and vocab_size < len(tokenizer):
+        raise ValueError(f"vocab_size={vocab_size} is smaller than the tokenizer ({len(tokenizer)} tokens)")
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size or len(tokenizer),
         hidden_size=spec.hidden_size,
         intermediate_size=spec.intermediate_size,
         num_hidden_layers=spec.num_hidden_layers,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import datasets
@@ -13,6 +14,7 @@ from transformers import PreTrainedTokenizerFast
 
 from bireco.data.collate import PairCollator
 from bireco.data.datamodule import PairDataModule, load_rows, resolve_instructions
+from bireco.data.formats import DataFormatError
 from bireco.models.templates import Segment, Template
 from bireco.models.tiny import train_tokenizer
 
@@ -251,3 +253,32 @@ def test_collator_counts_real_tokens_on_the_cpu(folder: Path, tok: PreTrainedTok
     batch = next(iter(_dm(folder, tok).train_dataloader()))
     expected = sum(int(batch[k]["attention_mask"].sum()) for k in ("query", "positive", "negative") if k in batch)
     assert isinstance(batch["num_tokens"], int) and batch["num_tokens"] == expected > 0
+
+
+def test_source_smaller_than_one_batch_names_its_files_and_counts(folder: Path, tok: PreTrainedTokenizerFast) -> None:
+    # beta's rows come from two files (its own and, through the `source` field, a mixed one); gamma has one row
+    mixed = [{**_beta(100 + i), "source": "beta"} for i in range(2)] + [{**_alpha(100), "source": "gamma"}]
+    _write(folder / "zmixed.jsonl", mixed)
+    dm = PairDataModule(folder, _collator(tok), batch_size=30, default_instruction="x")
+    with pytest.raises(DataFormatError) as info:
+        dm.setup("fit")  # in setup, before any sampler or model step
+    assert str(info.value) == (
+        f"{folder}: sources with fewer training rows than one batch of 30 rows (30 per rank × 1 ranks):\n"
+        f"  source 'beta': 26 training rows, from {folder / 'beta.jsonl'} (24 rows), "
+        f"{folder / 'zmixed.jsonl'} (2 rows)\n"
+        f"  source 'gamma': 1 training rows, from {folder / 'zmixed.jsonl'} (1 rows)\n"
+        "lower the stage's batch_size, or drop or merge these sources"
+    )
+
+
+def test_source_smaller_than_one_global_batch_counts_held_out_rows(folder: Path, tok: PreTrainedTokenizerFast) -> None:
+    dm = PairDataModule(folder, _collator(tok), batch_size=13, val_rows=10, num_replicas=2, default_instruction="x")
+    with pytest.raises(DataFormatError) as info:
+        dm.setup("fit")
+    msg = str(info.value)
+    assert "one batch of 26 rows (13 per rank × 2 ranks)" in msg and "source 'alpha'" not in msg
+    found = re.search(
+        r"source 'beta': (\d+) training rows \(\+(\d+) held out by data.val_rows\), from (.+) \(24 rows\)", msg
+    )
+    assert found and int(found[1]) + int(found[2]) == N_BETA and int(found[2]) > 0, msg
+    assert found[3] == str(folder / "beta.jsonl")

@@ -78,33 +78,53 @@ def test_files_are_read_in_order(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("bad", "expected"),
+    ("bad", "field", "problem"),
     [
-        ('{"query": "q", "positive": ', r"invalid JSON \(.+ at column \d+\)"),
-        (_line(positive="p"), "missing required field 'query'"),
-        (_line(query="q"), "missing required field 'positive'"),
-        (_line(query=None, positive="p"), "missing required field 'query'"),
-        (_line(query="q", positive=3), "field 'positive' must be a string, got int"),
-        (_line(query="q", positive=["p"]), "field 'positive' must be a string, got list"),
-        (_line(query="  ", positive="p"), "field 'query' is empty"),
-        (_line(query="q", positive="p", negative=""), "field 'negative' is empty"),
-        (_line(query="q", positive="p", negative=7), "field 'negative' must be a string, got int"),
-        (_line(query="q", positive="p", source=""), "field 'source' must be a non-empty string"),
-        (_line(query="q", positive="p", source=5), "field 'source' must be a non-empty string, got 5"),
-        ('[{"query": "q", "positive": "p"}]', "expected a JSON object, got list"),
-        ('"just a string"', "expected a JSON object, got str"),
-        (b'{"query": "caf\xe9", "positive": "p"}', r"not valid UTF-8 \(invalid continuation byte at byte 14\)"),
+        (_line(positive="p"), "query", "missing (required)"),
+        (_line(query="q"), "positive", "missing (required)"),
+        (_line(query=None, positive="p"), "query", "missing (required)"),
+        (_line(query="q", positive=3), "positive", "must be a string, got int"),
+        (_line(query="q", positive=2.5), "positive", "must be a string, got float"),
+        (_line(query=True, positive="p"), "query", "must be a string, got bool"),
+        (_line(query="q", positive=["p"]), "positive", "must be a string, got list"),
+        (_line(query={"text": "q"}, positive="p"), "query", "must be a string, got dict"),
+        (_line(query="", positive="p"), "query", "is empty"),
+        (_line(query="  ", positive="p"), "query", "is empty"),
+        (_line(query="q", positive="\n\t"), "positive", "is empty"),
+        (_line(query="q", positive="p", negative=""), "negative", "is empty"),
+        (_line(query="q", positive="p", negative=7), "negative", "must be a string, got int"),
+        (_line(query="q", positive="p", negative=["n1", "n2"]), "negative", "must be a string, got list"),
+        (_line(query="q", positive="p", source=""), "source", "must be a non-empty string, got ''"),
+        (_line(query="q", positive="p", source=5), "source", "must be a non-empty string, got 5"),
     ],
 )
-def test_bad_row_names_file_line_and_field(tmp_path: Path, bad: str | bytes, expected: str) -> None:
+def test_bad_field_names_file_line_and_field(tmp_path: Path, bad: str, field: str, problem: str) -> None:
     f, msg = _bad(tmp_path, bad)
-    assert msg.startswith(f"{f}:3: "), msg  # physical line number: blank lines count
-    assert re.search(expected, msg), msg
+    # physical line number: the blank line 2 counts
+    assert msg == f"{f}:3: field '{field}': {problem}"
+
+
+@pytest.mark.parametrize(
+    ("bad", "expected"),
+    [
+        ('{"query": "q", "positive": ', r"invalid JSON \(Expecting value at column 28\)"),
+        ('{"query": "q" "positive": "p"}', r"invalid JSON \(Expecting ',' delimiter at column 15\)"),
+        ('[{"query": "q", "positive": "p"}]', "expected a JSON object, got list"),
+        ('"just a string"', "expected a JSON object, got str"),
+        ("null", "expected a JSON object, got NoneType"),
+        (b'{"query": "caf\xe9", "positive": "p"}', r"not valid UTF-8 \(invalid continuation byte at byte 14\)"),
+        (b"\xff\xfe{}", r"not valid UTF-8 \(invalid start byte at byte 0\)"),
+    ],
+)
+def test_bad_line_names_file_and_line(tmp_path: Path, bad: str | bytes, expected: str) -> None:
+    """A line that is not a JSON object has no field to name: file and line, and what is wrong with it."""
+    f, msg = _bad(tmp_path, bad)
+    assert re.fullmatch(re.escape(f"{f}:3: ") + expected, msg), msg
 
 
 def test_bad_row_in_gzip_file_names_it(tmp_path: Path) -> None:
     f, msg = _bad(tmp_path, _line(query="q", positive=3), name="x.jsonl.gz")
-    assert msg == f"{f}:3: field 'positive' must be a string, got int"
+    assert msg == f"{f}:3: field 'positive': must be a string, got int"
 
 
 def test_parse_row_directly() -> None:
@@ -114,7 +134,7 @@ def test_parse_row_directly() -> None:
         "negative": None,
         "source": "src",
     }
-    with pytest.raises(DataFormatError, match=r"^f:9: missing required field 'positive'$"):
+    with pytest.raises(DataFormatError, match=r"^f:9: field 'positive': missing \(required\)$"):
         parse_row(b'{"query": "q"}', "f:9", "src")
 
 
@@ -197,3 +217,28 @@ def test_list_row_files_folder_without_jsonl(tmp_path: Path) -> None:
     (tmp_path / "rows.csv").write_text("a,b")
     with pytest.raises(DataFormatError, match=re.escape(f"{tmp_path}: no *.jsonl or *.jsonl.gz files in this folder")):
         list_row_files(tmp_path)
+
+
+def test_skip_reports_the_count_per_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    a = _write(
+        tmp_path / "a.jsonl",
+        [_line(query="a1", positive="p"), "{", _line(query="a3"), _line(query="a4", positive="p")],
+    )
+    b = _write(tmp_path / "b.jsonl.gz", [_line(query="b1", positive="p"), _line(query="b2", positive="p")])
+    c = _write(tmp_path / "c.jsonl", [_line(query="c1", positive=""), _line(query="c2", positive="p")])
+    with caplog.at_level("WARNING", logger="bireco.data.formats"):
+        rows = list(iter_rows([a, b, c], on_bad_row="skip"))
+    assert [r["query"] for r in rows] == ["a1", "a4", "b1", "b2", "c2"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{a}: skipped 2 bad rows, kept 2 (data.on_bad_row=skip); first: {a}:2: invalid JSON "
+        "(Expecting property name enclosed in double quotes at column 2)",
+        f"{c}: skipped 1 bad rows, kept 1 (data.on_bad_row=skip); first: {c}:1: field 'positive': is empty",
+    ]  # b has no bad row: nothing reported for it
+
+
+def test_default_stops_at_the_first_bad_row_and_logs_no_skip(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    f = _write(tmp_path / "a.jsonl", [_line(query="a1", positive="p"), _line(query="a2")])
+    with caplog.at_level("WARNING", logger="bireco.data.formats"), pytest.raises(DataFormatError) as info:
+        list(iter_rows([f]))
+    assert str(info.value) == f"{f}:2: field 'positive': missing (required)"
+    assert caplog.records == []

@@ -6,6 +6,7 @@ import gzip
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,10 @@ def test_unknown_folder_names_folder_files_and_layouts(tmp_path: Path) -> None:
     with pytest.raises(TaskFormatError) as err:
         detect_kind(folder)
     msg = str(err.value)
-    assert str(folder) in msg and "notes.txt" in msg and "test.jsonl" in msg and "['foo']" in msg
+    assert msg.startswith(
+        f"{folder}: matches no task layout; its first row, {folder / 'test.jsonl'}:1, has fields ['foo']"
+    )
+    assert "files found: ['notes.txt', 'test.jsonl']" in msg
     assert "corpus.jsonl" in msg and "sentence1" in msg  # the expected layouts are listed
     with pytest.raises(TaskFormatError, match="mystery"):
         discover_tasks(tmp_path)
@@ -227,62 +231,165 @@ def _beir(folder: Path, qrels: list[tuple[str, str, Any]]) -> None:
     write_beir(folder, CORPUS, QUERIES, qrels)
 
 
-BAD_CASES: dict[str, tuple[Any, str, str]] = {
-    # case: (writer, file:line in the message, field in the message)
+def _sts(f: Path, bad: dict[str, Any]) -> None:
+    write_jsonl(f / "test.jsonl", [STS_ROW, bad])
+
+
+def _classes(f: Path, train: list[str], test: list[Any]) -> None:
+    write_jsonl(f / "train.jsonl", [{"text": f"tr {i}", "label": y} for i, y in enumerate(train)])
+    write_jsonl(f / "test.jsonl", [{"text": f"te {i}", "label": y} for i, y in enumerate(test)])
+
+
+# case: (writer, file, line, field, problem); the message reads "<folder>/<file>:<line>: field '<field>': <problem>"
+BAD_CASES: dict[str, tuple[Any, str, int, str, str]] = {
     "sts_score_out_of_range": (
-        lambda f: write_jsonl(f / "test.jsonl", [STS_ROW, {**STS_ROW, "score": 7}]),
-        "test.jsonl:2",
-        "'score'",
+        lambda f: _sts(f, {**STS_ROW, "score": 7}),
+        "test.jsonl",
+        2,
+        "score",
+        "must be a number in the declared range [0, 5], got 7",
+    ),
+    "sts_score_below_range": (
+        lambda f: _sts(f, {**STS_ROW, "score": -0.5}),
+        "test.jsonl",
+        2,
+        "score",
+        "must be a number in the declared range [0, 5], got -0.5",
+    ),
+    "sts_score_wrong_type": (
+        lambda f: _sts(f, {**STS_ROW, "score": "4"}),
+        "test.jsonl",
+        2,
+        "score",
+        "must be a number in the declared range [0, 5], got '4'",
     ),
     "sts_missing_sentence": (
-        lambda f: write_jsonl(f / "test.jsonl", [STS_ROW, {"sentence1": "a", "sentence2": None, "score": 1}]),
-        "test.jsonl:2",
-        "'sentence2'",
+        lambda f: _sts(f, {"sentence1": "a", "sentence2": None, "score": 1}),
+        "test.jsonl",
+        2,
+        "sentence2",
+        "must be a string, got missing",
+    ),
+    "sts_empty_sentence": (
+        lambda f: _sts(f, {"sentence1": " ", "sentence2": "b", "score": 1}),
+        "test.jsonl",
+        2,
+        "sentence1",
+        "is empty",
     ),
     "qrels_unknown_query": (
         lambda f: _beir(f, [("q1", "d1", 1), ("q2", "d2", 1), ("q9", "d1", 1)]),
-        "qrels.tsv:4",
-        "'query-id'",
+        "qrels.tsv",
+        4,
+        "query-id",
+        "'q9' is not an id in {folder}/queries.jsonl",
     ),
-    "qrels_unknown_doc": (lambda f: _beir(f, [("q1", "d1", 1), ("q2", "dX", 1)]), "qrels.tsv:3", "'corpus-id'"),
-    "qrels_bad_score": (lambda f: _beir(f, [("q1", "d1", 1), ("q2", "d2", "high")]), "qrels.tsv:3", "'score'"),
-    "query_without_judgement": (lambda f: _beir(f, [("q1", "d1", 1), ("q2", "d2", 0)]), "queries.jsonl:2", "'_id'"),
+    "qrels_unknown_doc": (
+        lambda f: _beir(f, [("q1", "d1", 1), ("q2", "dX", 1)]),
+        "qrels.tsv",
+        3,
+        "corpus-id",
+        "'dX' is not an id in {folder}/corpus.jsonl",
+    ),
+    "qrels_bad_score": (
+        lambda f: _beir(f, [("q1", "d1", 1), ("q2", "d2", "high")]),
+        "qrels.tsv",
+        3,
+        "score",
+        "must be an integer, got 'high'",
+    ),
+    "query_without_judged_document": (
+        lambda f: _beir(f, [("q1", "d1", 1)]),
+        "queries.jsonl",
+        2,
+        "_id",
+        "query 'q2' has no judged document in {folder}/qrels.tsv",
+    ),
+    "query_judged_only_irrelevant": (
+        lambda f: _beir(f, [("q1", "d1", 1), ("q2", "d2", 0)]),
+        "queries.jsonl",
+        2,
+        "_id",
+        "query 'q2' has no document with score > 0 in {folder}/qrels.tsv",
+    ),
+    "corpus_repeated_id": (
+        lambda f: (
+            write_beir(f, CORPUS, QUERIES, [("q1", "d1", 1), ("q2", "d2", 1)]),
+            write_jsonl(
+                f / "corpus.jsonl", [{"_id": "d1", "text": "x"}, {"_id": 7, "text": "y"}, {"_id": "d1", "text": "z"}]
+            ),
+        ),
+        "corpus.jsonl",
+        3,
+        "_id",
+        "'d1' repeats the id of {folder}/corpus.jsonl:1",
+    ),
     "pair_label_not_binary": (
         lambda f: write_jsonl(f / "test.jsonl", [{"sentence1": "a", "sentence2": "b", "label": 2}]),
-        "test.jsonl:1",
-        "'label'",
+        "test.jsonl",
+        1,
+        "label",
+        "must be 0 or 1, got 2",
     ),
     "reranking_no_positive": (
         lambda f: write_jsonl(f / "test.jsonl", [{"query": "q", "positive": [], "negative": ["n"]}]),
-        "test.jsonl:1",
-        "'positive'",
+        "test.jsonl",
+        1,
+        "positive",
+        "is empty: the query has no relevant candidate",
+    ),
+    "reranking_negative_not_a_list": (
+        lambda f: write_jsonl(f / "test.jsonl", [{"query": "q", "positive": ["p"], "negative": "n"}]),
+        "test.jsonl",
+        1,
+        "negative",
+        "must be a list of non-empty strings, got 'n'",
     ),
     "classification_unseen_test_label": (
-        lambda f: (
-            write_jsonl(f / "train.jsonl", [{"text": "a", "label": "x"}]),
-            write_jsonl(f / "test.jsonl", [{"text": "a", "label": "x"}, {"text": "b", "label": "z"}]),
-        ),
-        "test.jsonl:2",
-        "'label'",
+        lambda f: _classes(f, ["x", "y"], ["x", "z"]),
+        "test.jsonl",
+        2,
+        "label",
+        "'z' never occurs in {folder}/train.jsonl (labels there: ['x', 'y'])",
     ),
-    "invalid_json": (
-        lambda f: (f / "test.jsonl").write_text(json.dumps(STS_ROW) + "\n" + '{"sentence1": "a",\n'),
-        "test.jsonl:2",
-        "invalid JSON",
+    "classification_label_wrong_type": (
+        lambda f: _classes(f, ["x", "y"], ["x", ["y"]]),
+        "test.jsonl",
+        2,
+        "label",
+        "must be a non-empty string or integer, got ['y']",
     ),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_CASES))
 def test_bad_rows_name_file_line_and_field(tmp_path: Path, case: str) -> None:
-    writer, location, field = BAD_CASES[case]
+    writer, file, line, field, problem = BAD_CASES[case]
     folder = tmp_path / case
     folder.mkdir()
     writer(folder)
     with pytest.raises(TaskFormatError) as err:
         load_local_task(folder).load_data()
-    assert location in str(err.value) and field in str(err.value), str(err.value)
-    assert str(folder) in str(err.value)
+    assert str(err.value) == f"{folder / file}:{line}: field '{field}': {problem.format(folder=folder)}"
+
+
+def test_invalid_json_names_file_and_line(tmp_path: Path) -> None:
+    folder = tmp_path / "sts"
+    folder.mkdir()
+    (folder / "test.jsonl").write_text(json.dumps(STS_ROW) + "\n\n" + '{"sentence1": "a",\n')
+    with pytest.raises(TaskFormatError) as err:
+        load_local_task(folder).load_data()
+    assert re.fullmatch(
+        rf"{re.escape(str(folder / 'test.jsonl'))}:3: invalid JSON \(.+ at column \d+\)", str(err.value)
+    )
+
+
+def test_many_train_labels_are_previewed(tmp_path: Path) -> None:
+    _classes(tmp_path, [f"l{i:02d}" for i in range(12)], ["l00", "zz"])
+    with pytest.raises(TaskFormatError) as err:
+        load_local_task(tmp_path, kind="Classification").load_data()
+    labels = ", ".join(f"'l{i:02d}'" for i in range(10))
+    assert str(err.value).endswith(f"(labels there: [{labels}, ... (12 in all)])")
 
 
 # ---------------------------------------------------------------------------------------------------- exact scores
@@ -328,7 +435,9 @@ def test_declared_sts_range(tmp_path: Path) -> None:
     task = load_local_task(tmp_path / "sts01", sts_range=(0.0, 1.0))
     task.load_data()
     assert (task.min_score, task.max_score) == (0.0, 1.0)
-    with pytest.raises(TaskFormatError, match=r"test.jsonl:1: field 'score' must be a number in \[0, 0.25\]"):
+    with pytest.raises(
+        TaskFormatError, match=r"test.jsonl:1: field 'score': must be a number in the declared range \[0, 0.25\]"
+    ):
         load_local_task(tmp_path / "sts01", sts_range=(0.0, 0.25)).load_data()
 
 
@@ -383,7 +492,7 @@ def test_declared_clustering_folder_must_exist(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "bad" / "test.jsonl", [{"text": "a", "label": "x"}, {"text": "b"}])
     task = load_local_task(tmp_path / "bad", kind="Clustering")
     assert (task.metadata.name, task_category(task)) == ("bad", "Clustering")
-    with pytest.raises(TaskFormatError, match=r"test.jsonl:2: field 'label'"):
+    with pytest.raises(TaskFormatError, match=r"test.jsonl:2: field 'label': "):
         task.load_data()
 
 

@@ -182,6 +182,8 @@ def test_bireco_eval_on_a_trained_run(tmp_path: Path, bireco_cache: str) -> None
         assert key in settings, key
     assert settings["instructions"]["retrieval"].startswith("Given a question about a person")
     assert settings["artifact"]["kind"] == "adapter"
+    # sweeps record the seed next to the scores
+    assert settings["provenance"]["seed"] == 42 and settings["provenance"]["pipeline"] == "baseline"
 
 
 @pytest.mark.integration

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from bireco.losses.contrastive import info_nce
@@ -53,3 +54,35 @@ def test_hard_negative_raises_loss() -> None:
     far = info_nce(q, p, torch.tensor([[-1.0, 0.0]]))
     near = info_nce(q, p, torch.tensor([[1.0, 0.05]]))
     assert near > far
+
+
+def test_info_nce_sum_reduction_is_mean_times_batch() -> None:
+    torch.manual_seed(1)
+    q, p, n = torch.randn(5, 8), torch.randn(5, 8), torch.randn(2, 8)
+    assert torch.allclose(info_nce(q, p, n, reduction="sum"), 5 * info_nce(q, p, n), rtol=1e-6)
+
+
+def test_gathered_loss_offsets_labels_and_scales_unequal_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank arithmetic of the cross-rank loss, with the collectives emulated: ranks holding 3 and 2 queries
+    (and 1 and 2 negatives); the mean of the two ranks' losses (what DDP averages) is the loss of one process
+    over the concatenated batch, so each query counts once whatever its rank's size."""
+    import bireco.losses.contrastive as C
+
+    torch.manual_seed(2)
+    qs, ps = [torch.randn(3, 8), torch.randn(2, 8)], [torch.randn(3, 8), torch.randn(2, 8)]
+    ns = [torch.randn(1, 8), torch.randn(2, 8)]
+    sizes = [[3, 3, 1], [2, 2, 2]]
+    per_rank = []
+    for rank in range(2):
+        monkeypatch.setattr(C, "world", lambda rank=rank: (2, rank))
+        monkeypatch.setattr(C, "all_sizes", lambda s, d: sizes)
+        # the emulated gather returns every rank's rows (positives or negatives: told by identity) in rank order
+        parts = {id(ps[rank]): ps, id(ns[rank]): ns}
+        monkeypatch.setattr(C, "gather_rows_with_grad", lambda x, rows, parts=parts: torch.cat(parts[id(x)]))
+        per_rank.append(C.gathered_info_nce(qs[rank], ps[rank], ns[rank], scale=10.0))
+    single = info_nce(torch.cat(qs), torch.cat(ps), torch.cat(ns), scale=10.0)
+    assert torch.allclose((per_rank[0] + per_rank[1]) / 2, single, rtol=1e-6)
+    # rank 1's queries are labelled with positives 3 and 4 of the gathered candidates
+    logits = 10.0 * torch.nn.functional.normalize(qs[1]) @ torch.nn.functional.normalize(torch.cat(ps + ns)).t()
+    want = torch.nn.functional.cross_entropy(logits, torch.tensor([3, 4]), reduction="sum") * 2 / 5
+    assert torch.allclose(per_rank[1], want, rtol=1e-6)

@@ -49,3 +49,25 @@ def test_no_grad_mode_computes_only_the_loss() -> None:
     with torch.no_grad():
         loss = linear_cross_entropy_sum(h, w, t, 4)
     assert torch.allclose(loss, F.cross_entropy(h @ w.t(), t, reduction="sum"), rtol=1e-6)
+
+
+def test_chunks_are_capped_by_vocabulary_and_stay_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bireco.losses.lm_head as lm_head
+
+    seen: list[int] = []
+    real_apply = lm_head._FusedLinearCrossEntropy.apply
+    monkeypatch.setattr(lm_head, "MAX_CHUNK_ELEMENTS", 50 * 8)  # 8 rows of a 50-token vocabulary
+    monkeypatch.setattr(
+        lm_head._FusedLinearCrossEntropy,
+        "apply",
+        lambda h, w, t, rows, *a: seen.append(rows) or real_apply(h, w, t, rows, *a),
+    )
+    torch.manual_seed(1)
+    h = torch.randn(37, 16, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(50, 16, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 50, (37,))
+    fused = linear_cross_entropy_sum(h, w, t, chunk_size=4096)
+    assert seen == [8]
+    assert torch.allclose(fused, F.cross_entropy(h @ w.t(), t, reduction="sum"), rtol=1e-10)
+    linear_cross_entropy_sum(h, w, t, chunk_size=3)
+    assert seen == [8, 3]  # a smaller configured chunk is kept

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from transformers import PreTrainedTokenizerFast
 
+from bireco.data.collate import PairCollator
 from bireco.models.templates import BoundTemplate, Segment, Template
 
 T, INS, X, E = int(Segment.TEMPLATE), int(Segment.INSTRUCTION), int(Segment.TEXT), int(Segment.EOS)
@@ -167,3 +168,38 @@ def test_no_texts_give_no_sequences(tiny_tokenizer: PreTrainedTokenizerFast) -> 
             f"`self.tokenizer(list(texts), ...)` on an empty list); return [] early for no texts: {e!r}"
         )
     assert out == []
+
+
+def test_collator_truncates_the_body_only_and_keeps_template_instruction_and_eos(
+    tiny_tokenizer: PreTrainedTokenizerFast, chat: Template
+) -> None:
+    """Through PairCollator (what training sees): long texts lose body tokens, never template, instruction or EOS."""
+    bound = chat.bind(tiny_tokenizer)
+    pad = tiny_tokenizer.pad_token_id
+    instr = "find a passage"
+    long_q, short_q = " ".join(["the quick dog ran over the river"] * 4), "a cat"
+    long_p, short_p = " ".join(["a small green tree"] * 10), "the red bird"
+    head = [tiny_tokenizer.bos_token_id, *ids(tiny_tokenizer, "Q:")]
+    tail = [*ids(tiny_tokenizer, " end"), tiny_tokenizer.eos_token_id]
+    ins = ids(tiny_tokenizer, instr) + ids(tiny_tokenizer, "; ")
+    max_length = len(head) + len(ins) + 4 + len(tail)  # room for 4 body tokens of an instructed query
+    assert len(ids(tiny_tokenizer, long_q)) > 4 and len(ids(tiny_tokenizer, short_q)) <= 4  # precondition
+    collator = PairCollator(bound, {"src": instr}, pad, max_length=max_length, with_negatives=False)
+    batch = collator(
+        [
+            {"query": long_q, "positive": long_p, "negative": None, "source": "src"},
+            {"query": short_q, "positive": short_p, "negative": None, "source": "src"},
+        ]
+    )
+    q_long = head + ins + ids(tiny_tokenizer, long_q)[:4] + tail
+    q_short = head + ins + ids(tiny_tokenizer, short_q) + tail
+    assert batch["query"]["input_ids"].tolist() == [q_long, q_short + [pad] * (len(q_long) - len(q_short))]
+    assert batch["query"]["segments"][0].tolist() == [T] * len(head) + [INS] * len(ins) + [X] * 4 + [T] * (
+        len(tail) - 1
+    ) + [E]
+    # documents get no instruction, so their body keeps the instruction's budget too
+    p_long = head + ids(tiny_tokenizer, long_p)[: max_length - len(head) - len(tail)] + tail
+    p_short = head + ids(tiny_tokenizer, short_p) + tail
+    assert len(p_long) == max_length
+    assert batch["positive"]["input_ids"].tolist() == [p_long, p_short + [pad] * (max_length - len(p_short))]
+    assert batch["positive"]["attention_mask"].sum(1).tolist() == [max_length, len(p_short)]

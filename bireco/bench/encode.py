@@ -1,0 +1,77 @@
+"""Evaluation encoding throughput: `TextEncoder.encode` with length-sorted vs input-order batches on SciFact.
+
+The corpus is SciFact's abstracts (title + text, as mteb joins them; every k-th of the 5,183, 2,048 of them, or
+256 with --quick), encoded at max_length 512 (the paper's evaluation length; abstracts span ~50 to 500+ tokens,
+so batch order decides how much padding runs).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from bireco.bench import fixtures as fx
+from bireco.bench.measure import interleaved, summarize
+
+log = logging.getLogger(__name__)
+
+
+def read_corpus(path: Path) -> list[str]:
+    """BEIR corpus texts: `title text` per document (a bad line names file and line)."""
+    f = path / "corpus.jsonl.gz" if (path / "corpus.jsonl.gz").is_file() else path / "corpus.jsonl"
+    opener = gzip.open if f.suffix == ".gz" else open
+    texts = []
+    with opener(f, "rt", encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            try:
+                row = json.loads(line)
+                texts.append(f"{row.get('title') or ''} {row['text']}".strip())
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"{f}:{n}: bad corpus row ({e.__class__.__name__}: {e}); need 'text'") from None
+    return texts
+
+
+def measure(shared: Path | None, quick: bool, precision: str) -> dict[str, Any]:
+    """Texts/s of sorted vs unsorted encoding, interleaved; the same encoder, texts and batch size."""
+    scifact = None if shared is None else Path(shared) / "scifact"
+    if scifact is None or not scifact.is_dir():
+        return {"value": None, "reason": f"no SciFact corpus at {scifact} (pass --shared DIR)"}
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from bireco.models.encoder import TextEncoder
+    from bireco.models.templates import Template
+
+    texts = read_corpus(scifact)
+    cfg = fx.compose_cfg(["model=tiny"])
+    tok = fx.train_small_tokenizer(texts, int(cfg.model.tiny.vocab_size))
+    dev = fx.device()
+    model = AutoModelForCausalLM.from_pretrained(fx.save_tiny_model(cfg, tok), attn_implementation="sdpa").to(dev)
+    encoder = TextEncoder(model, tok, Template(name="plain"), "eos", max_length=512)
+    # every k-th document: the corpus's length mix at a fraction of the time (the full corpus is ~6 unsorted
+    # passes of minutes each on 2 CPU cores)
+    keep = 256 if quick else 2048
+    texts = texts[:: max(1, len(texts) // keep)][:keep]
+    batch_size = 64
+    runs = {
+        name: (lambda s=s: encoder.encode(texts, batch_size=batch_size, sort_by_length=s))
+        for name, s in (("sorted", True), ("unsorted", False))
+    }
+    with torch.inference_mode(), fx.autocast(dev, precision):
+        same = torch.allclose(runs["sorted"](), runs["unsorted"](), atol=2e-2 if precision == "bf16-mixed" else 1e-4)
+        times = interleaved(runs, 0, 2 if quick else 3, dev)  # the check above was the warm-up
+    out = {k: {**summarize(v), "texts_per_s": len(texts) / summarize(v)["median_s"]} for k, v in times.items()}
+    return {
+        "value": out["sorted"]["texts_per_s"] / out["unsorted"]["texts_per_s"],
+        "details": {
+            "texts": len(texts),
+            "batch_size": batch_size,
+            "max_length": 512,
+            "precision": precision,
+            "same_embeddings": bool(same),
+            **out,
+        },
+    }

@@ -1,0 +1,142 @@
+"""Stage II step: the real ContrastiveModule under a Lightning Trainer vs the same math in a bare PyTorch loop.
+
+The ratio is framework overhead: Lightning's loop, the module's logging and the Trainer's precision plugin
+against a loop that does only encode → InfoNCE → backward → AdamW → schedule step. Both start from the same
+weights (same LoRA init, same seed), use the same optimizer and schedule and read the same pre-collated batches
+through a DataLoader. The Trainer is Lightning's with the stage's precision and no logger, checkpointing or
+progress bar (those are I/O a user chooses; `bireco-train` adds them through callbacks).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+from transformers import get_linear_schedule_with_warmup
+
+from bireco.bench import fixtures as fx
+from bireco.bench.measure import summarize, sync
+from bireco.losses.contrastive import info_nce
+
+log = logging.getLogger(__name__)
+
+
+class StepClock(L.Callback):
+    """Wall time between the starts of consecutive training batches: everything the loop does per step."""
+
+    def __init__(self, dev: torch.device) -> None:
+        self.dev = dev
+        self.stamps: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        sync(self.dev)
+        self.stamps.append(time.perf_counter())
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        sync(self.dev)
+        self.stamps.append(time.perf_counter())
+
+
+def _build(cfg, path: str, dev: torch.device):
+    from bireco.lit.factory import build_encoder, build_module
+
+    torch.manual_seed(0)  # LoRA's A matrices are random: the same seed gives both sides the same start
+    stage = cfg.stages.contrastive
+    return build_module("contrastive", stage, build_encoder(cfg, stage, path)).to(dev)
+
+
+def make_batches(n: int, batch: int, q_len: int, d_len: int, vocab: int) -> list[dict[str, Any]]:
+    """Pre-collated padding-free batches (query, positive, hard negative), as the collator would emit them."""
+    gen = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(n):
+        b = {k: fx.uniform_side(batch, q_len if k == "query" else d_len, vocab, gen) for k in ("query", "positive")}
+        b["negative"] = fx.uniform_side(batch, d_len, vocab, gen)
+        b["source"] = "bench"
+        b["num_tokens"] = batch * (q_len + 2 * d_len)
+        out.append(b)
+    return out
+
+
+def lightning_steps(module, batches: list[dict[str, Any]], precision: str, dev: torch.device) -> list[float]:
+    clock = StepClock(dev)
+    trainer = L.Trainer(
+        accelerator="gpu" if dev.type == "cuda" else "cpu",
+        devices=1,
+        precision=precision,
+        max_steps=len(batches),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[clock],
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+    return [b - a for a, b in itertools.pairwise(clock.stamps)]
+
+
+class BareLoop:
+    """Stage II in plain PyTorch: the encoder, InfoNCE, AdamW and the same linear warmup/decay."""
+
+    def __init__(self, module, precision: str, dev: torch.device, total_steps: int) -> None:
+        self.encoder, self.scale, self.precision, self.dev = module.encoder, module.scale, precision, dev
+        o = module.optim
+        params = [p for p in module.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, betas=o.betas, eps=o.eps)
+        self.sched = get_linear_schedule_with_warmup(self.opt, o.warmup_steps, total_steps)
+        module.train()
+
+    def steps(self, batches: list[dict[str, Any]]) -> list[float]:
+        stamps = []
+        for b in DataLoader(batches, batch_size=None):
+            sync(self.dev)
+            stamps.append(time.perf_counter())
+            b = fx.to_device(b, self.dev)
+            with fx.autocast(self.dev, self.precision):
+                q = self.encoder(b["query"]["input_ids"], b["query"]["attention_mask"])
+                p = self.encoder(b["positive"]["input_ids"], b["positive"]["attention_mask"])
+                n = self.encoder(b["negative"]["input_ids"], b["negative"]["attention_mask"])
+                loss = info_nce(q, p, n, scale=self.scale)
+            loss.backward()
+            self.opt.step()
+            self.sched.step()
+            self.opt.zero_grad(set_to_none=True)
+        sync(self.dev)
+        stamps.append(time.perf_counter())
+        return [b - a for a, b in itertools.pairwise(stamps)]
+
+
+def measure(quick: bool, precision: str) -> dict[str, Any]:
+    """Rounds of N steps each, alternating Lightning and the bare loop; the first `warmup` steps of a round dropped."""
+    dev = fx.device()
+    cfg = fx.compose_cfg(["model=tiny"])
+    bs, q_len, d_len = (8, 32, 64) if quick else (int(cfg.stages.contrastive.batch_size), 32, 128)
+    rounds, steps, warmup = (2, 4, 1) if quick else (3, 8, 2)
+    tok = fx.train_small_tokenizer()
+    path = fx.save_tiny_model(cfg, tok)
+    lit_module, bare_module = _build(cfg, path, dev), _build(cfg, path, dev)
+    batches = make_batches(steps, bs, q_len, d_len, lit_module.model.config.vocab_size)
+    bare = BareLoop(bare_module, precision, dev, total_steps=rounds * steps + 1000)
+    times: dict[str, list[float]] = {"lightning": [], "bare": []}
+    for r in range(rounds):
+        order = ("lightning", "bare") if r % 2 == 0 else ("bare", "lightning")
+        for name in order:
+            log.info("stage II: round %d/%d, %s", r + 1, rounds, name)
+            t = lightning_steps(lit_module, batches, precision, dev) if name == "lightning" else bare.steps(batches)
+            times[name] += t[warmup:]
+    tokens = bs * (q_len + 2 * d_len)
+    out = {k: {**summarize(v), "tokens_per_s": tokens / summarize(v)["median_s"]} for k, v in times.items()}
+    return {
+        "throughput_ratio_vs_bare_loop": out["lightning"]["tokens_per_s"] / out["bare"]["tokens_per_s"],
+        "details": {
+            "batch": {"size": bs, "query_len": q_len, "doc_len": d_len, "negatives": True, "precision": precision},
+            "peft": "lora" if cfg.stages.contrastive.peft.enabled else "none",
+            **out,
+        },
+    }

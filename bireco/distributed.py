@@ -1,0 +1,201 @@
+"""Cross-rank pieces: gather with gradients, the rank's offset, strategy construction, checkpoint consolidation.
+
+Why gather *with gradients*: Stage II scores every query against the whole global batch's positives and
+negatives (the paper). A plain `dist.all_gather` returns tensors cut off from autograd, so the other ranks'
+candidates would act as constants and the loss's gradient would be wrong. `torch.distributed.nn`'s all_gather
+backpropagates by summing each candidate's gradient over all ranks' losses and returning it to the rank that
+produced it; DDP then averages over ranks, so the update is exactly that of one process over the global batch
+(proven in tests/distributed/).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+def world() -> tuple[int, int]:
+    """(world size, rank); (1, 0) outside an initialized process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def all_sizes(sizes: list[int], device: torch.device) -> list[list[int]]:
+    """Every rank's `sizes` (one collective for all of them): rank -> sizes."""
+    n, _ = world()
+    local = torch.tensor(sizes, dtype=torch.long, device=device)
+    if n == 1:
+        return [sizes]
+    out = [torch.empty_like(local) for _ in range(n)]
+    dist.all_gather(out, local)
+    return [t.tolist() for t in out]
+
+
+def gather_rows_with_grad(x: torch.Tensor, rows_per_rank: list[int]) -> torch.Tensor:
+    """Concatenate every rank's rows in rank order, keeping the autograd graph to each rank's own rows.
+
+    Ranks may hold different numbers of rows (e.g. rows without a hard negative contribute none); they are
+    padded to the largest for the collective and trimmed after.
+
+    Args:
+        x: (rows_per_rank[rank], ...) this rank's rows.
+        rows_per_rank: every rank's row count (from `all_sizes`).
+
+    Returns:
+        (sum(rows_per_rank), ...)
+    """
+    n, rank = world()
+    if n == 1:
+        return x
+    if x.shape[0] != rows_per_rank[rank]:
+        raise ValueError(f"rank {rank} has {x.shape[0]} rows, the size exchange said {rows_per_rank[rank]}")
+    longest = max(rows_per_rank)
+    if longest == 0:
+        return x
+    if x.shape[0] < longest:
+        x = torch.cat([x, x.new_zeros((longest - x.shape[0], *x.shape[1:]))], dim=0)
+    from torch.distributed.nn.functional import all_gather
+
+    # the function Lightning's `all_gather(sync_grads=True)` uses; torch 2.13 flags it for a private successor
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "torch.distributed.nn.functional.all_gather is deprecated", FutureWarning)
+        parts = all_gather(x)  # tuple of (longest, ...) per rank; backward sums gradients over ranks
+    return torch.cat([p[:k] for p, k in zip(parts, rows_per_rank, strict=True)], dim=0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# strategies
+
+
+def deepspeed_available() -> bool:
+    return importlib.util.find_spec("deepspeed") is not None
+
+
+def require_deepspeed(where: str) -> None:
+    if not deepspeed_available():
+        raise ImportError(
+            f"{where} uses DeepSpeed, which is not installed (it is not a bireco dependency: it needs a CUDA "
+            "toolchain). Install it on the cluster (`pip install deepspeed`) or use trainer=fsdp / trainer=ddp."
+        )
+
+
+def _layer_classes(model: nn.Module) -> set[type[nn.Module]]:
+    """The model's transformer block classes, from transformers' own `_no_split_modules` (what accelerate wraps)."""
+    names = set()
+    for m in model.modules():
+        names.update(getattr(m, "_no_split_modules", None) or [])
+    classes = {type(m) for m in model.modules() if type(m).__name__ in names}
+    if not classes:
+        raise ValueError(
+            f"FSDP auto-wrap: {type(model).__name__} declares no `_no_split_modules`; "
+            "set trainer.strategy.auto_wrap_policy to the block class names"
+        )
+    return classes
+
+
+def build_strategy(spec: Any, model: nn.Module) -> Any:
+    """`trainer.strategy` -> what `L.Trainer(strategy=...)` takes.
+
+    A string (`auto`, `ddp`, ...) passes through. A mapping `{name: fsdp|deepspeed, ...}` builds Lightning's
+    strategy object: FSDP wraps each transformer block (`_no_split_modules`, so no per-model class names in
+    config) with `use_orig_params` (needed with LoRA's frozen base); DeepSpeed takes the remaining keys
+    (`stage`, `offload_optimizer`, ...) and fails clearly when the package is missing.
+    """
+    if spec is None or isinstance(spec, str):
+        return spec
+    kwargs = dict(spec)
+    name = kwargs.pop("name")
+    if name == "fsdp":
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        wrap = kwargs.pop("auto_wrap_policy", None)
+        classes = (
+            {type(m) for m in model.modules() if type(m).__name__ in set(wrap)} if wrap else _layer_classes(model)
+        )
+        kwargs.setdefault("use_orig_params", True)
+        return FSDPStrategy(auto_wrap_policy=classes, **kwargs)
+    if name == "deepspeed":
+        require_deepspeed(f"trainer.strategy (DeepSpeed ZeRO-{kwargs.get('stage')})")
+        from lightning.pytorch.strategies import DeepSpeedStrategy
+
+        return DeepSpeedStrategy(**kwargs)
+    raise ValueError(f"trainer.strategy.name: unknown '{name}'; choose fsdp or deepspeed (or a Lightning name string)")
+
+
+FSDP_NAME_PARTS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+
+
+def clean_param_name(name: str) -> str:
+    """A parameter's name as state dicts spell it: FSDP (and activation-checkpoint) wrappers insert
+    `_fsdp_wrapped_module.` into `named_parameters()` names but not into (full or sharded) state-dict keys."""
+    for part in FSDP_NAME_PARTS:
+        name = name.replace(part, "")
+    return name
+
+
+def strategy_name(spec: Any) -> str:
+    """`ddp`, `fsdp`, `deepspeed`, `auto`, ... for a string or mapping `trainer.strategy`."""
+    if spec is None:
+        return "auto"
+    if isinstance(spec, str):
+        return spec
+    return str(spec["name"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def consolidate(checkpoint: str | Path, out_file: str | Path) -> Path:
+    """A sharded checkpoint (FSDP `state_dict_type: sharded` folder, or a DeepSpeed ZeRO folder) -> one ordinary
+    Lightning `.ckpt` file, as a single-device run writes it (resumable with `ckpt_path=`, readable anywhere).
+
+    Uses the libraries' own converters: Lightning's `consolidate_checkpoint` for FSDP and DeepSpeed's
+    `zero_to_fp32` (through Lightning) for ZeRO. Run it on one machine, without a process group.
+    """
+    checkpoint, out_file = Path(checkpoint), Path(out_file)
+    if not checkpoint.is_dir():
+        raise ValueError(f"{checkpoint}: not a sharded checkpoint folder (a single file needs no consolidation)")
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_file.with_name(out_file.name + ".tmp")
+    if (checkpoint / "checkpoint").is_dir() or any(checkpoint.glob("*/mp_rank_*_model_states.pt")):
+        require_deepspeed(f"consolidating {checkpoint}")
+        from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
+
+        convert_zero_checkpoint_to_fp32_state_dict(str(checkpoint), str(tmp))
+    else:
+        # what `python -m lightning.pytorch.utilities.consolidate_checkpoint` does, written atomically
+        from lightning.fabric.utilities.load import _load_distributed_checkpoint
+        from lightning.pytorch.utilities.consolidate_checkpoint import _format_checkpoint
+
+        torch.save(_format_checkpoint(_load_distributed_checkpoint(checkpoint)), tmp)
+    tmp.replace(out_file)
+    log.info("consolidated %s -> %s", checkpoint, out_file)
+    return out_file
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="bireco distributed utilities")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("consolidate", help=consolidate.__doc__.splitlines()[0])
+    c.add_argument("checkpoint", help="sharded checkpoint folder (FSDP state_dict_type=sharded, or DeepSpeed)")
+    c.add_argument("out", help="the single .ckpt file to write")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    consolidate(args.checkpoint, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""GradCache (Gao et al., 2021): a contrastive loss over a batch far larger than fits in memory at once.
+
+The loss couples every row with every other, so plain gradient accumulation cannot split it. GradCache does:
+
+1. embed the batch in chunks without a graph (only the (B, H) embeddings are kept);
+2. compute the loss on those embeddings as leaf tensors and take its gradient w.r.t. each embedding — the
+   loss may gather across ranks here, like the plain path;
+3. re-embed chunk by chunk *with* a graph, replaying each chunk's RNG state (same dropout masks), and pull
+   the cached embedding gradient back into the parameters (`torch.autograd.grad`, one chunk's activations at
+   a time);
+4. return a surrogate whose value is the loss and whose gradient w.r.t. each parameter is the accumulated one.
+
+Why a surrogate instead of calling `backward` per chunk: the trainer does one ordinary `backward` on what
+`training_step` returns, so Lightning's automatic optimization keeps doing accumulation, clipping, precision
+and DDP's single gradient all-reduce (each parameter's hook fires once, no `no_sync` bookkeeping). The cost
+is one buffer the size of the trainable parameters (LoRA: tiny) and one extra forward pass per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+Batch = dict[str, Any]
+
+
+class RngState:
+    """The CPU (and the tensors' CUDA device's) RNG state, to replay a forward with the same dropout masks."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+    @contextmanager
+    def replay(self) -> Iterator[None]:
+        """RNG as it was at capture inside the block; the outer RNG stream is restored on exit."""
+        with torch.random.fork_rng(devices=[self.device] if self.cuda is not None else []):
+            torch.set_rng_state(self.cpu)
+            if self.cuda is not None:
+                torch.cuda.set_rng_state(self.cuda, self.device)
+            yield
+
+
+def chunk_batch(batch: Batch, chunk_size: int) -> list[Batch]:
+    """Row slices of a role's batch (every tensor sliced on dim 0)."""
+    rows = int(batch["input_ids"].shape[0])
+    return [
+        {k: v[s : s + chunk_size] if torch.is_tensor(v) else v for k, v in batch.items()}
+        for s in range(0, rows, chunk_size)
+    ]
+
+
+def grad_cache_loss(
+    encode: Callable[[Batch], torch.Tensor],
+    inputs: dict[str, Batch | None],
+    loss_fn: Callable[..., torch.Tensor],
+    params: Sequence[nn.Parameter],
+    chunk_size: int,
+) -> torch.Tensor:
+    """The loss of `loss_fn(**embeddings)` with gradients computed chunk by chunk.
+
+    Args:
+        encode: role batch -> (rows, H) embeddings (the encoder forward).
+        inputs: role name -> batch (None = absent, passed to `loss_fn` as None).
+        loss_fn: keyword per role -> scalar loss (may use collectives: every rank calls it once).
+        params: the trainable parameters the gradient is for.
+        chunk_size: rows per forward pass.
+
+    Returns:
+        Scalar: value = the loss; `.backward()` puts d loss / d param into each `param.grad`.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"grad_cache chunk_size must be ≥ 1, got {chunk_size}")
+    chunks: dict[str, list[Batch]] = {r: chunk_batch(b, chunk_size) for r, b in inputs.items() if b is not None}
+    states: dict[str, list[RngState]] = {r: [] for r in chunks}
+    cached: dict[str, torch.Tensor | None] = dict.fromkeys(inputs)
+    with torch.no_grad():  # 1. embeddings only, no activations kept
+        for role, parts in chunks.items():
+            embs = []
+            for part in parts:
+                states[role].append(RngState(part["input_ids"].device))
+                embs.append(encode(part))
+            cached[role] = torch.cat(embs).detach().requires_grad_()
+    # 2. the loss on the cached embeddings, and its gradient w.r.t. them
+    with torch.enable_grad():
+        loss = loss_fn(**cached)
+    leaves = [cached[r] for r in chunks]
+    emb_grads = dict(zip(chunks, torch.autograd.grad(loss, leaves, allow_unused=True), strict=True))
+    # 3. re-embed each chunk with a graph and pull its embedding gradient into the parameters
+    params = list(params)
+    acc: list[torch.Tensor | None] = [None] * len(params)
+    for role, parts in chunks.items():
+        g_role = emb_grads[role]
+        if g_role is None:  # the loss does not depend on this role
+            continue
+        start = 0
+        for part, state in zip(parts, states[role], strict=True):
+            rows = int(part["input_ids"].shape[0])
+            with state.replay(), torch.enable_grad():
+                emb = encode(part)
+            grads = torch.autograd.grad(emb, params, grad_outputs=g_role[start : start + rows], allow_unused=True)
+            acc = [a if g is None else (g if a is None else a + g) for a, g in zip(acc, grads, strict=True)]
+            start += rows
+    # 4. value = loss, gradient = the accumulated parameter gradients (one backward for the trainer)
+    surrogate = sum(
+        ((p * a.to(p.dtype)).sum() for p, a in zip(params, acc, strict=True) if a is not None), loss.new_zeros(())
+    )
+    return loss.detach() + (surrogate - surrogate.detach())

@@ -1,0 +1,294 @@
+"""`bireco-reconstruct`: decode text back from a run's embeddings, one text or a file of pairs.
+
+    bireco-reconstruct run_dir=RUN stage=reconstruction text="..." direction=q2d|d2q
+    bireco-reconstruct run_dir=RUN stage=contrastive input=pairs.jsonl output=out.jsonl
+
+`stage=` names a finished stage of the run (`reconstruction`, `contrastive`, or its folder name `0-reconstruction`;
+default: the run's last stage), `base` for the weights the run started from, or `warmup` for the tiny preset's
+warmed-up base (found through the first stage's `init_from`, which points into `$BIRECO_CACHE/tiny/<hash>/`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from bireco.data.formats import DataFormatError, parse_row
+from bireco.reconstruct.generate import DecodeConfig
+from bireco.reconstruct.reconstructor import DIRECTIONS, Pair, Reconstructor, summarize
+from bireco.utils.io import atomic_write_json
+
+log = logging.getLogger("bireco.reconstruct")
+
+CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "conf")
+DONE_FILE = "stage_done.json"  # = bireco.pipeline.DONE_FILE (not imported: that would load the training stack)
+
+
+class ReconstructError(ValueError):
+    """Bad arguments or inputs for `bireco-reconstruct`."""
+
+
+@dataclass
+class StageWeights:
+    """Which weights to decode with, and the template/pooling/length they were trained with."""
+
+    stage: str
+    path: str
+    template: dict[str, Any]
+    pooling: str
+    max_length: int
+
+
+def _finished_stages(run: Path) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Folder name (`0-reconstruction`) -> (stage name, done record), in run order."""
+    out = {}
+    for d in sorted((run / "stages").glob("*-*")):
+        if (d / DONE_FILE).is_file():
+            out[d.name] = (d.name.split("-", 1)[1], json.loads((d / DONE_FILE).read_text()))
+    return out
+
+
+def resolve_stage(run_dir: str | Path, stage: str | None) -> StageWeights:
+    """The weights of `stage` in a pipeline run (see the module docstring for the accepted names)."""
+    from bireco.models.backbone import read_artifact_meta
+
+    run = Path(run_dir)
+    if not (run / "config.yaml").is_file():
+        raise ReconstructError(f"{run}: not a bireco run (no config.yaml)")
+    run_cfg = OmegaConf.load(run / "config.yaml")
+    stages = _finished_stages(run)
+    if not stages:
+        raise ReconstructError(f"{run}: no finished stage (no stages/*/{DONE_FILE})")
+    choices = [name for name, _ in stages.values()] + ["base"]
+    if stage in ("base", "warmup"):
+        path = next(iter(stages.values()))[1]["init_from"]
+        meta = read_artifact_meta(path) if Path(path).is_dir() else None
+        if stage == "warmup" and (meta or {}).get("stage") != "warmup":
+            raise ReconstructError(
+                f"{run}: its base {path} is not a warm-up artifact (only the tiny preset has one, and its cache "
+                "must still exist); use stage=base"
+            )
+    else:
+        matches = [rec for folder, (name, rec) in stages.items() if stage in (None, folder, name)]
+        if not matches:
+            raise ReconstructError(f"{run}: no finished stage '{stage}'; choose one of {choices}")
+        path = matches[-1]["artifact"]
+        meta = read_artifact_meta(path)
+        stage = stage or matches[-1]["stage"]
+    if meta and isinstance(meta.get("template"), dict):
+        return StageWeights(stage, str(path), meta["template"], meta["pooling"], int(meta["max_length"]))
+    return StageWeights(
+        stage,
+        str(path),
+        OmegaConf.to_container(run_cfg.template, resolve=True),
+        run_cfg.pooling.name,
+        int(run_cfg.model.max_length),
+    )
+
+
+def load_reconstructor(weights: StageWeights, dtype: str, decode: DecodeConfig, target_segments: list[str]):
+    """Load the stage's weights (adapters merged) as a `Reconstructor` on the GPU when there is one."""
+    import torch
+
+    from bireco.models.backbone import BackboneSpec, load_backbone
+    from bireco.models.encoder import TextEncoder
+    from bireco.models.templates import Template
+
+    model, tokenizer = load_backbone(BackboneSpec(weights.path, dtype=dtype))
+    model.eval()
+    if torch.cuda.is_available():
+        model.cuda()
+    encoder = TextEncoder(model, tokenizer, Template(**weights.template), weights.pooling, weights.max_length)
+    return Reconstructor(encoder, decode, target_segments)
+
+
+def instruction_lookup(run_cfg: DictConfig, override: str | None) -> Callable[[str], str | None]:
+    """Source name -> query instruction, as training resolved it (or `instruction=` for every row)."""
+    from bireco.data.datamodule import resolve_instructions
+
+    if override is not None:
+        return lambda source: override
+    sources = OmegaConf.to_container(run_cfg.data.sources, resolve=True) or {}
+    default = run_cfg.data.get("default_instruction")
+
+    def lookup(source: str) -> str | None:
+        try:
+            return resolve_instructions([source], sources, default)[source]
+        except ValueError:
+            raise ReconstructError(
+                f"no query instruction for source '{source}' in the run's config; pass instruction=\"...\" or "
+                f"source=<one of {sorted(sources)}>"
+            ) from None
+
+    return lookup
+
+
+def read_pairs(path: Path, default_source: str | None, lookup: Callable[[str], str | None]) -> Iterator[Pair]:
+    """Validated (query, positive) rows; a bad row raises naming the file, line and field."""
+    if not path.is_file():
+        raise ReconstructError(f"{path}: no such file")
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if raw.strip():
+                row = parse_row(raw.rstrip(b"\r\n"), f"{path}:{lineno}", default_source or path.stem)
+                try:
+                    instruction = lookup(row["source"])
+                except ReconstructError as e:
+                    raise ReconstructError(f"{path}:{lineno}: {e}") from None
+                yield Pair(row["query"], row["positive"], instruction)
+
+
+def _batched(it: Iterator[Pair], n: int) -> Iterator[list[Pair]]:
+    batch: list[Pair] = []
+    for x in it:
+        batch.append(x)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def reconstruct_file(
+    rec: Reconstructor, pairs: Iterator[Pair], direction: str, input_path: Path, output: Path, batch_size: int
+) -> dict[str, Any]:
+    """Stream pairs -> `output` (jsonl, one record per row), written atomically; returns the overall summary.
+
+    An input without rows is an error (nothing would be scored): no output file is written.
+    """
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(input_path, "rb") as fh:
+        total = sum(1 for line in fh if line.strip())
+    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
+    records: list[dict[str, Any]] = []
+    try:
+        with os.fdopen(fd, "w") as out, tqdm(total=total, desc=f"reconstruct {direction}", unit="row") as bar:
+            for batch in _batched(pairs, batch_size):
+                for pair, r in zip(batch, rec.run(batch, direction), strict=True):
+                    row = {"query": pair.query, "positive": pair.positive, "direction": direction, **r}
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    records.append({k: r[k] for k in ("f1", "loss_sum", "tokens")})
+                bar.update(len(batch))
+        if not records:
+            raise DataFormatError(f"{input_path}: no rows (empty file): nothing to reconstruct")
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return summarize(records)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Everything `bireco-reconstruct` does, for a composed config; returns what it printed as a dict."""
+    if cfg.direction not in DIRECTIONS:
+        raise ReconstructError(f"direction must be one of {list(DIRECTIONS)}, got {cfg.direction!r}")
+    if (cfg.text is None) == (cfg.input is None):
+        raise ReconstructError('give either text="..." or input=pairs.jsonl output=out.jsonl')
+    if cfg.input is not None and cfg.output is None:
+        raise ReconstructError("input= needs output=out.jsonl")
+    if not cfg.run_dir:
+        raise ReconstructError("run_dir= is required (a bireco-train output folder)")
+    weights = resolve_stage(cfg.run_dir, cfg.stage_name)
+    run_cfg = OmegaConf.load(Path(cfg.run_dir) / "config.yaml")
+    lookup = instruction_lookup(run_cfg, cfg.instruction)
+    decode = DecodeConfig(**OmegaConf.to_container(cfg.decode, resolve=True))
+    target_segments = list(run_cfg.stages.reconstruction.target_segments)
+    rec = load_reconstructor(weights, run_cfg.model.dtype, decode, target_segments)
+    log.info("decoding with stage '%s' (%s), %s", weights.stage, weights.path, cfg.direction)
+    if cfg.text is not None:
+        instruction = lookup(cfg.source) if cfg.source else lookup_default(lookup, run_cfg, cfg.instruction)
+        q, p = (cfg.text, cfg.reference or "") if cfg.direction == "q2d" else (cfg.reference or "", cfg.text)
+        result = rec.run([Pair(q, p, instruction)], cfg.direction)[0]
+        out = {"stage": weights.stage, "direction": cfg.direction, "generated": result["generated"]}
+        if cfg.reference is not None:
+            out.update(f1=result["f1"], loss=result["loss"])
+        return out
+    input_path, output = Path(cfg.input), Path(cfg.output)
+    pairs = read_pairs(input_path, cfg.source, lookup)
+    summary = reconstruct_file(rec, pairs, cfg.direction, input_path, output, cfg.batch_size)
+    summary = {"stage": weights.stage, "weights": weights.path, "direction": cfg.direction, **summary}
+    summary_path = Path(cfg.summary or output.with_name(output.name.removesuffix(".jsonl") + ".summary.json"))
+    atomic_write_json(summary_path, {**summary, "input": str(input_path), "output": str(output)})
+    return summary
+
+
+def lookup_default(lookup: Callable[[str], str | None], run_cfg: DictConfig, override: str | None) -> str | None:
+    """The query instruction for a single text without `source=`: `instruction=`, the run's default instruction,
+    or its only source's; several sources and no default is an error (which one would be a guess)."""
+    if override is not None:
+        return override
+    default = run_cfg.data.get("default_instruction")
+    sources = sorted(run_cfg.data.sources or {})
+    if default is not None or not sources:
+        return default
+    if len(sources) > 1:
+        raise ReconstructError(
+            f"the run trained with several query instructions; pick one: source=<one of {sources}> or "
+            'instruction="..."'
+        )
+    return lookup(sources[0])
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="reconstruct")
+def _main(cfg: DictConfig) -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    try:
+        out = run(cfg)
+    except (ReconstructError, DataFormatError, FileNotFoundError) as e:
+        raise SystemExit(f"bireco-reconstruct: {e}") from None
+    if cfg.text is not None:
+        sys.stdout.write(out["generated"] + "\n")
+        if "f1" in out:
+            sys.stdout.write(f"f1={out['f1']:.4f} loss={out['loss']:.4f}\n")
+    else:
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+
+
+FREE_TEXT_KEYS = ("text", "reference", "instruction")
+
+
+def hydra_quote(value: str) -> str:
+    """Quote a free text for a Hydra override so it arrives verbatim: commas, quotes, brackets, `=` and `${...}`
+    would otherwise be parsed (a list, a sweep, an interpolation). Hydra unescapes backslashes only before a quote
+    or at the end; OmegaConf reads `\\${` as a literal `${`."""
+    value = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value)
+    value = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", value)
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def reconstruct_argv(argv: list[str]) -> list[str]:
+    """Command line -> Hydra overrides: `stage=X` becomes `stage_name=X` (in the config folder `stage` is a config
+    group, so Hydra would look for `conf/stage/X.yaml`), and free texts are quoted verbatim (`hydra_quote`)."""
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if key == "stage" and eq:
+            arg = f"stage_name={value}"
+        elif key in FREE_TEXT_KEYS and eq:
+            arg = f"{key}={hydra_quote(value)}"
+        out.append(arg)
+    return out
+
+
+def main() -> None:
+    """`bireco-reconstruct` console entry point."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "0" if os.environ.get("BIRECO_ONLINE") else "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.argv = [sys.argv[0], *reconstruct_argv(sys.argv[1:])]
+    _main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""The sentence-transformers export: exact token ids, identical embeddings, standard modules, same mteb scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from bireco.export.sentence_transformers import (
+    ExportTokenizationError,
+    Prompt,
+    check_tokenization,
+    split_pattern,
+    template_tokenizer,
+)
+from bireco.models.templates import Template
+from bireco.models.tiny import train_tokenizer
+
+TEXTS = [f"person {i} lives in city {i % 7}; she plays the violin: {i} times" for i in range(300)]
+PROMPTS = {
+    "query": Prompt("find the city", ": "),
+    "paraphrase": Prompt("Retrieve a sentence; stating facts", "; "),
+    "nosep": Prompt("violin", ""),
+}
+# a chat-like template on the tiny tokenizer: prefix and suffix are multi-token, the pooled token is EOS
+CHAT = Template(name="chat", prefix="user says:\n", suffix=" [end]", add_bos=True, instruction_separator="; ")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    return train_tokenizer(TEXTS, 320, tmp_path_factory.mktemp("tok"))
+
+
+@pytest.mark.parametrize("template", [Template(), CHAT], ids=["plain", "chat"])
+def test_exported_tokenizer_gives_bireco_ids(tokenizer, template: Template) -> None:
+    bound = template.bind(tokenizer)
+    st_tok = template_tokenizer(tokenizer, bound, list(PROMPTS.values()), max_length=64)
+    texts = ["person 3 lives in city 3", ": violin", "  two  spaces ", "violin " * 80, "find the city"]
+    # 5 texts x (no prompt + 3 prompts), the long one truncated to 64 tokens with the template kept
+    assert check_tokenization(st_tok, bound, PROMPTS, 64, texts) == 20
+    long_ids = st_tok(PROMPTS["query"].text + texts[3], truncation=True, max_length=64)["input_ids"]
+    assert len(long_ids) == 64 and long_ids[-len(bound.suffix_ids) - 1 :] == [*bound.suffix_ids, bound.eos_id]
+    assert long_ids[: len(bound.bos_ids + bound.prefix_ids)] == bound.bos_ids + bound.prefix_ids
+    # the caller's tokenizer is left untouched
+    assert tokenizer("find the city")["input_ids"] == tokenizer("find the city", add_special_tokens=False)["input_ids"]
+
+
+def test_without_the_prompt_split_the_ids_differ(tokenizer) -> None:
+    """Why the Split pre-tokenizer exists: prompt + text tokenized as one string merges across the boundary."""
+    bound = Template().bind(tokenizer)
+    st_tok = template_tokenizer(tokenizer, bound, [], max_length=40)  # no prompts known -> no Split
+    with pytest.raises(ExportTokenizationError, match="prompt 'query'"):
+        check_tokenization(st_tok, bound, {"query": PROMPTS["query"]}, 40, ["violin in city 3"])
+
+
+def test_split_pattern_isolates_instruction_and_separator_at_the_start_only() -> None:
+    import re
+
+    pattern = split_pattern([Prompt("a.b", ": "), Prompt("a.b", "; ")])
+    assert re.findall(pattern, "a.b: x a.b: y") == ["a.b", ": "]  # only at the start of the text
+    assert re.findall(pattern, "a.b; x") == ["a.b", "; "]
+    assert re.findall(pattern, "aXb: x") == []  # the instruction is matched literally
+    assert split_pattern([]) is None
+
+
+@pytest.mark.integration
+def test_sentence_transformer_loads_offline_with_standard_modules(exported_run) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    modules = json.loads((exported_run.export / "modules.json").read_text())
+    assert [m["type"].split(".")[0] for m in modules] == ["sentence_transformers"] * 3
+    st = SentenceTransformer(str(exported_run.export), device="cpu", local_files_only=True)  # no trust_remote_code
+    assert type(st[1]).__name__ == "Pooling" and st[1].pooling_mode == "lasttoken"
+    assert type(st[2]).__name__ == "Normalize"
+    assert st.similarity_fn_name == "cosine"
+    assert st.prompts["query"] == "Given a question about a person, retrieve the profile that answers it: "
+    assert st.prompts["fact_qa"] == "Given a question about a person, retrieve the profile that answers it; "
+    assert st.prompts["ArguAna-query"] == "Given a claim, find documents that refute the claim: "
+
+
+@pytest.mark.integration
+def test_same_embeddings_as_the_bireco_encoder(exported_run) -> None:
+    from omegaconf import OmegaConf
+    from sentence_transformers import SentenceTransformer
+
+    from bireco.eval.runner import load_encoder, resolve_model
+
+    st = SentenceTransformer(str(exported_run.export), device="cpu", local_files_only=True)
+    cfg = OmegaConf.create({"run_dir": str(exported_run.run), "artifact": None, "model": {"dtype": "float32"}})
+    enc = load_encoder(resolve_model(cfg))
+    texts = ["Who was born in 1950?", "Ada Smith is a violinist from Lyon.", "word " * 300, "Café ✓", ": colon"]
+    n = len(texts)
+    docs = torch.as_tensor(st.encode_document(texts, batch_size=2))
+    assert torch.allclose(docs, enc.encode(texts, batch_size=3), atol=1e-5)
+    queries = torch.as_tensor(st.encode_query(texts, batch_size=2))
+    instr = "Given a question about a person, retrieve the profile that answers it"
+    assert torch.allclose(queries, enc.encode(texts, [instr] * n, batch_size=3, instruction_separator=": "), atol=1e-5)
+    assert (queries - docs).abs().max() > 1e-2  # the instruction really changes the query embeddings
+    source = torch.as_tensor(st.encode(texts, prompt_name="entity_search", batch_size=4))
+    instr = "Given a keyword query, retrieve the profile it is looking for"
+    assert torch.allclose(source, enc.encode(texts, [instr] * n, batch_size=3, instruction_separator="; "), atol=1e-5)
+
+
+@pytest.mark.integration
+def test_mteb_scores_the_export_like_bireco_eval(exported_run, tmp_path: Path) -> None:
+    """mteb's own sentence-transformers path on the exported folder = bireco-eval on the run (same task)."""
+    import mteb
+    from mteb.cache import ResultCache
+    from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
+    from omegaconf import OmegaConf
+    from sentence_transformers import SentenceTransformer
+
+    from bireco.eval.local_tasks import discover_tasks
+    from bireco.pipeline import prepare_data
+
+    run_cfg = OmegaConf.load(exported_run.run / "config.yaml")
+    tasks = discover_tasks(prepare_data(run_cfg).probe_dir.parent)  # the folder bireco-eval used
+    assert [t.metadata.name for t in tasks] == ["retrieval"]
+    wrapper = SentenceTransformerEncoderWrapper(
+        SentenceTransformer(str(exported_run.export), device="cpu", local_files_only=True)
+    )
+    result = mteb.evaluate(
+        wrapper,
+        tasks,
+        cache=ResultCache(cache_path=tmp_path / "mteb"),
+        overwrite_strategy="always",
+        encode_kwargs={"batch_size": 8},
+        show_progress_bar=False,
+    )
+    assert not result.exceptions, result.exceptions
+    ours = exported_run.summary["tasks"]["retrieval"]["main_score"]
+    assert 100 * result.task_results[0].get_score() == pytest.approx(ours, abs=1e-6)
+    assert 0 < ours < 100  # a real ranking, not a degenerate all-or-nothing score

@@ -1,0 +1,82 @@
+"""The reconstruction score written at the end of every stage of a real (tiny, few-step) pipeline run."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from bireco.data.formats import iter_rows
+from bireco.lit.reconstruction_score import ReconstructionScore
+from bireco.losses.reconstruction import bidirectional_reconstruction_loss
+from bireco.models.backbone import BackboneSpec, load_backbone
+from bireco.models.encoder import TextEncoder
+from bireco.models.templates import Segment, Template
+from bireco.pipeline import prepare_data, run_pipeline
+from tests.helpers import compose_cfg
+
+pytestmark = pytest.mark.integration
+
+N_ROWS = 4
+OVERRIDES = ["pipeline=bireco", f"probe.reconstruction.n_rows={N_ROWS}", "probe.reconstruction.max_new_tokens=8"]
+KEYS = {"f1", "loss", "f1_shuffled", "loss_shuffled"}
+
+
+@pytest.fixture(scope="module")
+def run(bireco_cache: str, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("reconstruction_run")
+    cfg = compose_cfg(OVERRIDES)
+    return out, cfg, run_pipeline(cfg, out)
+
+
+@pytest.mark.parametrize("stage", ["0-reconstruction", "1-contrastive"])
+def test_each_stage_writes_logs_and_records_its_score(run, stage: str) -> None:
+    out, _, _ = run
+    stage_dir = out / "stages" / stage
+    score = json.loads((stage_dir / "reconstruction.json").read_text())
+    assert score["stage"] == stage.split("-", 1)[1] and score["step"] == 3 and score["rows"] == N_ROWS
+    for direction in ("q2d", "d2q"):
+        assert set(score[direction]) == KEYS
+        assert all(0.0 <= score[direction][k] <= 1.0 for k in ("f1", "f1_shuffled"))
+        assert all(score[direction][k] > 0.0 for k in ("loss", "loss_shuffled"))
+    assert len(score["examples"]) == 3 and {"q2d", "d2q_shuffled"} <= set(score["examples"][0])
+    # the same record goes into stage_done.json (next to "probe") and to the loggers
+    assert json.loads((stage_dir / "stage_done.json").read_text())["reconstruction"] == score
+    with open(stage_dir / "logs" / "metrics.csv") as f:
+        logged = [r for r in csv.DictReader(f) if r.get("reconstruction/q2d_f1")]
+    assert len(logged) == 1 and int(logged[0]["step"]) == 3
+    assert float(logged[0]["reconstruction/d2q_loss_shuffled"]) == pytest.approx(score["d2q"]["loss_shuffled"])
+
+
+def test_the_warmed_up_base_gets_a_score_too(run) -> None:
+    _, _, results = run
+    score = json.loads((Path(results["base"]).parent / "reconstruction.json").read_text())
+    assert score["stage"] == "warmup" and set(score["q2d"]) == KEYS
+
+
+def test_loss_is_stage1_loss_on_the_first_held_out_rows(run) -> None:
+    """Recomputed independently with Stage I's batched loss (α = 1 / 0) on the first N validation rows."""
+    out, cfg, _ = run
+    score = json.loads((out / "stages" / "0-reconstruction" / "reconstruction.json").read_text())
+    rows = list(iter_rows([prepare_data(cfg).val_path]))[:N_ROWS]
+    model, tok = load_backbone(BackboneSpec(str(out / "stages" / "0-reconstruction" / "artifact")))
+    enc = TextEncoder(model.eval(), tok, Template(**dict(cfg.template)), "eos", cfg.model.max_length)
+    instr = [cfg.data.sources[r["source"]].instruction for r in rows]
+    q, d = enc.tokenize([r["query"] for r in rows], instr), enc.tokenize([r["positive"] for r in rows])
+    segs = [Segment[s.upper()] for s in cfg.stages.reconstruction.target_segments]
+    with torch.no_grad():
+        e_q, e_d = enc(q["input_ids"], q["attention_mask"]), enc(d["input_ids"], d["attention_mask"])
+        for shuffle, suffix in ((0, ""), (1, "_shuffled")):
+            aq, ad = e_q.roll(shuffle, 0), e_d.roll(shuffle, 0)
+            q2d = bidirectional_reconstruction_loss(model, aq, ad, q, d, 1.0, segs)["loss"]
+            d2q = bidirectional_reconstruction_loss(model, aq, ad, q, d, 0.0, segs)["loss"]
+            assert score["q2d"][f"loss{suffix}"] == pytest.approx(float(q2d), rel=1e-4)
+            assert score["d2q"][f"loss{suffix}"] == pytest.approx(float(d2q), rel=1e-4)
+
+
+def test_needs_two_rows_for_the_control(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="n_rows >= 2"):
+        ReconstructionScore(tmp_path / "r.json", n_rows=1)

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bireco.losses.reconstruction import anchored_lm_loss_sum, target_mask
+from bireco.models.encoder import TextEncoder
+from bireco.models.templates import Segment
+from bireco.reconstruct.score import teacher_forced_losses, token_f1, words
+from tests.reconstruct.helpers import ALL_SEGMENTS
+
+
+def test_words_lowercase_and_drop_punctuation() -> None:
+    assert words("The cat, the HAT!") == ["the", "cat", "the", "hat"]
+
+
+@pytest.mark.parametrize(
+    ("pred", "ref", "expected"),
+    [
+        ("a profile of Ana Lima, painter", "a profile of Ana Lima, painter", 1.0),
+        ("The cat.", "the CAT", 1.0),  # case and punctuation do not count
+        ("a b c d", "a x y z", 0.25),  # P = R = 1/4
+        ("a a b", "a b b", 2 / 3),  # counts are clipped: 2 shared of 3
+        ("a b", "a b c d", 2 / 3),  # P = 1, R = 1/2
+        ("river mountain", "violin doctor", 0.0),
+        ("", "", 1.0),
+        ("", "text", 0.0),
+        ("...", "text", 0.0),
+    ],
+)
+def test_token_f1_exact(pred: str, ref: str, expected: float) -> None:
+    assert token_f1(pred, ref) == pytest.approx(expected, abs=1e-12)
+
+
+def test_f1_of_a_text_against_itself_is_exactly_one() -> None:
+    text = "Maria Oyelaran was born in 1954 in Kestrel Bay and works as a violin maker."
+    assert token_f1(text, text) == 1.0
+
+
+def test_teacher_forced_losses_add_up_to_stage1_loss(trained) -> None:
+    """Per-row sums are exactly what Stage I's batched loss sums (same layout, same targets)."""
+    enc, pairs = trained
+    enc_model: TextEncoder = enc
+    q = enc_model.tokenize([p.query for p in pairs], [p.instruction for p in pairs])
+    d = enc_model.tokenize([p.positive for p in pairs])
+    with torch.no_grad():
+        e_q = enc_model(q["input_ids"], q["attention_mask"])
+        segs = [Segment[s.upper()] for s in ALL_SEGMENTS[:3]]  # without EOS: a subset must also match
+        tm = target_mask(d["attention_mask"], d["segments"], segs)
+        ref_sum, ref_n = anchored_lm_loss_sum(enc_model.model, e_q, d["input_ids"], d["attention_mask"], tm)
+    sums, counts = teacher_forced_losses(enc_model.model, e_q, d, segs)
+    assert counts.tolist() == tm.sum(dim=1).tolist() and int(counts.sum()) == int(ref_n)
+    assert torch.allclose(sums.sum(), ref_sum, rtol=1e-5)

@@ -1,0 +1,63 @@
+"""Atomic writes: a crash at any point of a write leaves the previous file (never a half-written one)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bireco.utils import io as io_utils
+from bireco.utils.io import atomic_write_json
+
+_REAL_FDOPEN = io_utils.os.fdopen
+
+
+@pytest.mark.parametrize("crash_in", ["write", "fsync", "replace"])
+def test_a_crash_during_a_write_leaves_the_previous_file_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_in: str
+) -> None:
+    path = tmp_path / "results.json"
+    atomic_write_json(path, {"score": 1})
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt(f"killed in {crash_in}")
+
+    if crash_in == "write":  # json.dumps succeeds, the process dies while the bytes go out
+        monkeypatch.setattr(io_utils.os, "fdopen", lambda fd, mode: _HalfWriter(fd))
+    else:
+        monkeypatch.setattr(io_utils.os, crash_in, die)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_json(path, {"score": 2, "padding": "x" * 10_000})
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"score": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # the temp file is cleaned up
+
+
+class _HalfWriter:
+    """A file object that writes half the bytes and then dies."""
+
+    def __init__(self, fd: int) -> None:
+        self.f = _REAL_FDOPEN(fd, "wb")
+
+    def __enter__(self) -> _HalfWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.f.close()
+
+    def write(self, data: bytes) -> None:
+        self.f.write(data[: len(data) // 2])
+        self.f.flush()
+        raise KeyboardInterrupt("killed mid-write")
+
+
+def test_written_files_get_the_usual_permissions_not_mkstemps_0600(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "summary.json", {})
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == 0o644
