@@ -102,7 +102,7 @@ def render_markdown(res: dict[str, Any], plots: list[str]) -> str:
         f"ms/step; ratio {res['stage2']['throughput_ratio_vs_bare_loop']:.3f}.",
     ]
     if "grad_cache" in res["stage2"]:
-        lines += ["", f"GradCache: `{res['stage2']['grad_cache']}`"]
+        lines += _grad_cache_lines(res["stage2"]["grad_cache"])
     enc = res["encode"]
     lines += ["", "## Encoding (SciFact corpus)", ""]
     if enc.get("value") is not None:
@@ -168,3 +168,25 @@ def save_plots(res: dict[str, Any], out: Path) -> list[str]:
         os.replace(tmp, out / name)
         names.append(name)
     return names
+
+
+def _grad_cache_lines(gc: dict) -> list[str]:
+    """Stage II at a large batch with and without GradCache (peak memory in a fresh process each)."""
+    if "plain" not in gc:
+        return ["", f"GradCache: not measured ({gc.get('reason', gc)})"]
+    sh = gc["shape"]
+    rows = [
+        f"| {name} | {r['median_s']:.2f} | {r['tokens_per_s']:,.0f} | {r['peak_memory_bytes'] / 1e9:.2f} GB |"
+        for name, r in (("plain", gc["plain"]), (f"GradCache, chunk {gc['chunk_size']}", gc["grad_cache"]))
+    ]
+    return [
+        "",
+        f"### GradCache (batch {sh['batch']}, query {sh['query_len']}, documents {sh['doc_len']} tokens, "
+        f"hard negatives {sh['negatives']})",
+        "",
+        "| path | step (s) | tokens/s | peak memory |",
+        "|---|---:|---:|---:|",
+        *rows,
+        "",
+        f"Peak memory ratio {gc['peak_memory_ratio']:.3f}; step time ratio {gc['step_time_ratio']:.3f}.",
+    ]

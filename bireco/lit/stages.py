@@ -89,13 +89,28 @@ class ReconstructionModule(StageModule):
             e_d = e_d.detach() if e_d is not None else None
         return e_q, e_d
 
-    def _loss(self, batch: dict[str, Any], e_q, e_d) -> dict[str, torch.Tensor]:
+    def _loss(self, batch: dict[str, Any], e_q, e_d, across_ranks: bool = False) -> dict[str, torch.Tensor]:
+        kwargs = {}
+        if across_ranks and self._trainer is not None and self.trainer.world_size > 1:
+            # the mean over the global batch's target tokens, not a mean of per-rank means
+            kwargs = {
+                "global_count": lambda n: self.trainer.strategy.reduce(n.detach().float(), reduce_op="sum"),
+                "world_size": self.trainer.world_size,
+            }
         return bidirectional_reconstruction_loss(
-            self.model, e_q, e_d, batch["query"], batch["positive"], self.alpha, self.target_segments, self.chunk_size
+            self.model,
+            e_q,
+            e_d,
+            batch["query"],
+            batch["positive"],
+            self.alpha,
+            self.target_segments,
+            self.chunk_size,
+            **kwargs,
         )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        losses = self._loss(batch, *self._anchors(batch))
+        losses = self._loss(batch, *self._anchors(batch), across_ranks=True)
         self._log_losses("train", losses, batch_rows(batch))
         return losses["loss"]
 

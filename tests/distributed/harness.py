@@ -56,16 +56,23 @@ def global_rows(scenario: Scenario, world: int, micro: int) -> list[dict[str, An
     """The global micro-batch `micro`: world × rows_per_rank rows, rank r's slice is rows[r*B:(r+1)*B].
 
     Contrastive: one row of the last rank has no hard negative (so ranks gather different numbers of
-    negatives). Reconstruction: rank r > 0 pairs rank 0's queries with a rotation of rank 0's documents, so every
-    rank has the same number of target tokens per side (Stage I averages over a rank's tokens) with other pairs.
+    negatives). Reconstruction: the last rank's texts are longer, so ranks hold different numbers of target
+    tokens (Stage I's loss is a mean over the *global* batch's tokens, not a mean of per-rank means).
     """
     rng = random.Random(1000 * micro + 7)
     b = scenario.rows_per_rank
     if scenario.stage == "reconstruction":
-        base = [(_rng_text(rng, rng.randint(2, 6)), _rng_text(rng, rng.randint(4, 12))) for _ in range(b)]
         rows = []
         for r in range(world):
-            rows += [{"query": base[i][0], "positive": base[(i + r) % b][1], "source": "s"} for i in range(b)]
+            extra = 4 if r == world - 1 else 0
+            rows += [
+                {
+                    "query": _rng_text(rng, rng.randint(2, 6) + extra),
+                    "positive": _rng_text(rng, rng.randint(4, 12) + extra),
+                    "source": "s",
+                }
+                for _ in range(b)
+            ]
         return rows
     rows = [
         {

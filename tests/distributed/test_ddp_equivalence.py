@@ -102,13 +102,12 @@ def test_without_the_gather_the_gradient_differs(runs) -> None:
 
 
 def test_harness_builds_what_it_claims(tmp_path: Path) -> None:
-    """The Stage I rows give every rank the same token counts per side and other pairs than rank 0."""
+    """The Stage I ranks hold different numbers of words (so of target tokens) per side."""
     from tests.distributed.harness import global_rows
 
     rows = global_rows(STAGE1, 2, 0)
     r0, r1 = rows[:4], rows[4:]
-    assert [r["query"] for r in r0] == [r["query"] for r in r1]
-    assert sorted(r["positive"] for r in r0) == sorted(r["positive"] for r in r1)
-    assert [r["positive"] for r in r0] != [r["positive"] for r in r1]
+    for side in ("query", "positive"):
+        assert sum(len(r[side].split()) for r in r1) >= sum(len(r[side].split()) for r in r0) + 16
     negs = [r.get("negative") for r in global_rows(PLAIN, 2, 0)]
     assert negs[:4].count(None) == 0 and negs[4:].count(None) == 1
