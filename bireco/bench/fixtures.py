@@ -102,3 +102,16 @@ def reference_module() -> ModuleType:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def real_pairs(shared: Path | None) -> tuple[list[dict[str, Any]], DictConfig, PreTrainedTokenizerFast] | str:
+    """The real training pairs with the tiny preset's config and a tokenizer trained on them, or why not."""
+    from bireco.data.formats import iter_rows, list_row_files
+
+    pairs = None if shared is None else Path(shared) / "train_pairs"
+    if pairs is None or not pairs.is_dir():
+        return f"no training pairs at {pairs} (pass --shared DIR)"
+    rows = list(iter_rows(list_row_files(pairs)))
+    cfg = compose_cfg(["model=tiny", "data=local", f"data.path={pairs}"])
+    texts = [r[k] for r in rows for k in ("query", "positive", "negative") if r.get(k)]
+    return rows, cfg, train_small_tokenizer(texts, int(cfg.model.tiny.vocab_size))

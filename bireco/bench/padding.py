@@ -32,23 +32,19 @@ def efficiency(batches: Sequence[Sequence[int]], lengths: Sequence[Sequence[int]
 
 def measure(shared: Path | None, quick: bool) -> dict[str, Any]:
     """Efficiency over one epoch of the real pairs, for Stage I's and Stage II's collators and batch sizes."""
-    pairs = None if shared is None else Path(shared) / "train_pairs"
-    if pairs is None or not pairs.is_dir():
-        return {"value": None, "reason": f"no training pairs at {pairs} (pass --shared DIR)"}
     from datasets import Dataset
     from omegaconf import OmegaConf
 
     from bireco.bench import fixtures as fx
     from bireco.data.collate import PairCollator
     from bireco.data.datamodule import padded_lengths, resolve_instructions
-    from bireco.data.formats import iter_rows, list_row_files
     from bireco.data.sampler import HomogeneousBatchSampler
     from bireco.models.templates import Template
 
-    rows = list(iter_rows(list_row_files(pairs)))
-    cfg = fx.compose_cfg(["model=tiny", "data=local", f"data.path={pairs}"])
-    texts = [r[k] for r in rows for k in ("query", "positive", "negative") if r.get(k)]
-    tok = fx.train_small_tokenizer(texts, int(cfg.model.tiny.vocab_size))
+    found = fx.real_pairs(shared)
+    if isinstance(found, str):
+        return {"value": None, "reason": found}
+    rows, cfg, tok = found
     bound = Template(**OmegaConf.to_container(cfg.template, resolve=True)).bind(tok)
     sources = [r["source"] for r in rows]
     instr = resolve_instructions(

@@ -128,18 +128,14 @@ def real_data_throughput(
     number of batches per source, so the source mix is equal; the figure is real (unpadded) tokens per second
     over a pass of those batches.
     """
-    pairs = None if shared is None else Path(shared) / "train_pairs"
-    if pairs is None or not pairs.is_dir():
-        return {"value": None, "reason": f"no training pairs at {pairs} (pass --shared DIR)"}
     from bireco.data.collate import PairCollator
     from bireco.data.datamodule import resolve_instructions
-    from bireco.data.formats import iter_rows, list_row_files
     from bireco.data.sampler import HomogeneousBatchSampler
 
-    rows = list(iter_rows(list_row_files(pairs)))
-    cfg = fx.compose_cfg(["model=tiny", "data=local", f"data.path={pairs}"])
-    texts = [r[k] for r in rows for k in ("query", "positive", "negative") if r.get(k)]
-    tok = fx.train_small_tokenizer(texts, int(cfg.model.tiny.vocab_size))
+    found = fx.real_pairs(shared)
+    if isinstance(found, str):
+        return {"value": None, "reason": found}
+    rows, cfg, tok = found
     pair = Stage1Pair(None, precision, tokenizer=tok)
     sources = [r["source"] for r in rows]
     instr = resolve_instructions(
