@@ -7,6 +7,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from bireco.models.tiny import TinyLlamaSpec
 from bireco.utils.resolvers import register
 
 register()
@@ -49,3 +50,16 @@ def compose_cfg(overrides: list[str], fast: bool = True, return_hydra_config: bo
         if any(o.startswith("data=") and o != "data=synthetic" for o in overrides):
             extra = [o for o in extra if not o.startswith("data.world")]
         return compose("train", overrides=extra + list(overrides), return_hydra_config=return_hydra_config)
+
+
+# the smallest Llama the unit tests build directly (2 layers, 32 wide, GQA 2:1); tests override the vocabulary
+MICRO_SPEC = TinyLlamaSpec(
+    vocab_size=300,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    max_position_embeddings=128,
+    seed=3,
+)

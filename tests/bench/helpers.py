@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import random
 
-from bireco.models.tiny import TinyLlamaSpec
+from tests.helpers import MICRO_SPEC
 
 WORDS = "the a cat dog bird sat ran on under mat tree house river red blue find search answer query".split()  # noqa: SIM905
-SPEC = TinyLlamaSpec(
-    vocab_size=300,
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    num_key_value_heads=1,
-    max_position_embeddings=128,
-    seed=3,
-)
+SPEC = MICRO_SPEC
 
 
 def sentences(n: int, lo: int = 2, hi: int = 20, seed: int = 0) -> list[str]:

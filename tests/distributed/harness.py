@@ -10,6 +10,7 @@ trainable parameter's gradient, plus each micro-batch's loss.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import socket
@@ -101,20 +102,12 @@ def write_rows(folder: Path) -> Path:
 
 def make_base_model(folder: Path) -> Path:
     """A tiny random Llama + tokenizer saved as a hub-style folder (what `model.pretrained` points at)."""
-    from bireco.models.tiny import TinyLlamaSpec, build_tiny_model, train_tokenizer
+    from bireco.models.tiny import build_tiny_model, train_tokenizer
+    from tests.helpers import MICRO_SPEC
 
     rng = random.Random(0)
     tok = train_tokenizer([_rng_text(rng, 10) for _ in range(300)], 320, folder)
-    spec = TinyLlamaSpec(
-        vocab_size=320,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=128,
-        seed=3,
-    )
+    spec = dataclasses.replace(MICRO_SPEC, vocab_size=320)
     build_tiny_model(spec, tok).save_pretrained(folder)
     return folder
 
