@@ -18,7 +18,6 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -35,6 +34,8 @@ from bireco.export import EXPORT_FILE, finished_run, run_prompts
 from bireco.export.sentence_transformers import Prompt
 from bireco.models.backbone import read_artifact_meta
 from bireco.models.encoder import TextEncoder
+from bireco.utils.io import atomic_path
+from bireco.utils.iterate import batched
 
 log = logging.getLogger(__name__)
 
@@ -120,17 +121,6 @@ def count_texts(path: str | Path, text_field: str = "text") -> int:
     return n
 
 
-def _chunks(texts: Iterator[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for t in texts:
-        chunk.append(t)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def autocast_for(encoder: TextEncoder, precision: str):
     """bf16 autocast on a GPU that supports it (`auto`), always (`bf16`) or never (`fp32`)."""
     device = next(encoder.model.parameters()).device
@@ -164,15 +154,14 @@ def encode_file(
         raise InputFormatError(f"{input_path}: no rows")
     out = Path(output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp.npy"
     dim = encoder.model.config.hidden_size
     ctx, used = autocast_for(encoder, precision)
     log.info("encoding %d rows of %s (%s, instruction: %r)", n, input_path, used, prompt and prompt.instruction)
-    mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
-    try:
+    with atomic_path(out, suffix=".npy") as tmp:
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
         start = 0
         with tqdm(total=n, desc="encoding", unit=" texts") as bar, ctx:
-            for chunk in _chunks(iter_texts(input_path, text_field), chunk_size):
+            for chunk in batched(iter_texts(input_path, text_field), chunk_size):
                 emb = encoder.encode(
                     chunk,
                     [prompt.instruction] * len(chunk) if prompt else None,
@@ -187,10 +176,6 @@ def encode_file(
             raise RuntimeError(f"{input_path} changed while encoding ({n} rows counted, {start} read)")
         mm.flush()
         del mm
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return n
 
 

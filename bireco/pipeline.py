@@ -130,7 +130,7 @@ def run_stage(
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         # validation of the final weights: the stage's reported metrics never depend on where the last
         # val_check_interval fell, or on whether a killed run had already validated before its checkpoint
-        if datamodule.val_set is not None and not trainer.interrupted:
+        if datamodule.val_set is not None:
             for result in trainer.validate(module, datamodule=datamodule, verbose=False):
                 metrics.update({k: float(v) for k, v in result.items()})
     except SIGTERMException as e:

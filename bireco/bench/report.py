@@ -176,7 +176,7 @@ def _grad_cache_lines(gc: dict) -> list[str]:
         return ["", f"GradCache: not measured ({gc.get('reason', gc)})"]
     sh = gc["shape"]
     rows = [
-        f"| {name} | {r['median_s']:.2f} | {r['tokens_per_s']:,.0f} | {r['peak_memory_bytes'] / 1e9:.2f} GB |"
+        f"| {name} | {r['median_s']:.2f} | {r['tokens_per_s']:,.0f} | {_gb(r['peak_memory_bytes'])} |"
         for name, r in (("plain", gc["plain"]), (f"GradCache, chunk {gc['chunk_size']}", gc["grad_cache"]))
     ]
     return [

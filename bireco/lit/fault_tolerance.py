@@ -143,13 +143,12 @@ class FiniteGuard(L.Callback):
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
         grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
         loss_ok, self._loss_ok = self._loss_ok, None
-        grad_ok = torch.isfinite(torch.nn.utils.get_total_norm(grads)) if grads else None
-        if loss_ok is not None and not bool(loss_ok):
-            what = "loss"
-        elif grad_ok is not None and not bool(grad_ok):
-            what = "gradient"
-        else:
+        checks = [] if loss_ok is None else [loss_ok]
+        if grads:
+            checks.append(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
+        if not checks or bool(torch.stack(checks).all()):  # the one host sync of the step
             return
+        what = "loss" if loss_ok is not None and not bool(loss_ok) else "gradient"
         ckpt = self.checkpoint if self.checkpoint.is_file() else None
         raise NonFiniteLossError(self.stage, trainer.global_step, what, ckpt)
 

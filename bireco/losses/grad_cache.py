@@ -104,7 +104,7 @@ def grad_cache_loss(
             with state.replay(), torch.enable_grad():
                 emb = encode(part)
             grads = torch.autograd.grad(emb, params, grad_outputs=g_role[start : start + rows], allow_unused=True)
-            acc = [a if g is None else (g if a is None else a + g) for a, g in zip(acc, grads, strict=True)]
+            acc = [a if g is None else (g if a is None else a.add_(g)) for a, g in zip(acc, grads, strict=True)]
             start += rows
     # 4. value = loss, gradient = the accumulated parameter gradients (one backward for the trainer)
     surrogate = sum(

@@ -47,8 +47,10 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
             if grad_weight:
                 if g_w is None:
                     g_w = (d.t() @ h.to(d.dtype)).to(acc)
-                elif d.dtype == acc:
-                    g_w.addmm_(d.t(), h.to(acc))  # accumulate in place: no (V, H) temporary
+                elif d.dtype == acc and not torch.is_autocast_enabled(d.device.type):
+                    # accumulate in place: no (V, H) temporary (autocast skips in-place ops, so under bf16
+                    # autocast the product goes through the branch below and stays a bf16 matmul)
+                    g_w.addmm_(d.t(), h.to(acc))
                 else:
                     g_w += (d.t() @ h.to(d.dtype)).to(acc)
         if grad_weight and g_w is None:  # no rows at all

@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,8 @@ from tqdm.auto import tqdm
 from bireco.data.formats import DataFormatError, parse_row
 from bireco.reconstruct.generate import DecodeConfig
 from bireco.reconstruct.reconstructor import DIRECTIONS, Pair, Reconstructor, summarize
-from bireco.utils.io import atomic_write_json
+from bireco.utils.io import atomic_path, atomic_write_json
+from bireco.utils.iterate import batched
 
 log = logging.getLogger("bireco.reconstruct")
 
@@ -150,17 +150,6 @@ def read_pairs(path: Path, default_source: str | None, lookup: Callable[[str], s
                 yield Pair(row["query"], row["positive"], instruction)
 
 
-def _batched(it: Iterator[Pair], n: int) -> Iterator[list[Pair]]:
-    batch: list[Pair] = []
-    for x in it:
-        batch.append(x)
-        if len(batch) == n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def reconstruct_file(
     rec: Reconstructor, pairs: Iterator[Pair], direction: str, input_path: Path, output: Path, batch_size: int
 ) -> dict[str, Any]:
@@ -168,14 +157,12 @@ def reconstruct_file(
 
     An input without rows is an error (nothing would be scored): no output file is written.
     """
-    output.parent.mkdir(parents=True, exist_ok=True)
     with open(input_path, "rb") as fh:
         total = sum(1 for line in fh if line.strip())
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
     records: list[dict[str, Any]] = []
-    try:
-        with os.fdopen(fd, "w") as out, tqdm(total=total, desc=f"reconstruct {direction}", unit="row") as bar:
-            for batch in _batched(pairs, batch_size):
+    with atomic_path(output) as tmp, open(tmp, "w") as out:
+        with tqdm(total=total, desc=f"reconstruct {direction}", unit="row") as bar:
+            for batch in batched(pairs, batch_size):
                 for pair, r in zip(batch, rec.run(batch, direction), strict=True):
                     row = {"query": pair.query, "positive": pair.positive, "direction": direction, **r}
                     out.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -183,10 +170,6 @@ def reconstruct_file(
                 bar.update(len(batch))
         if not records:
             raise DataFormatError(f"{input_path}: no rows (empty file): nothing to reconstruct")
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return summarize(records)
 
 

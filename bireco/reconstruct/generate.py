@@ -136,6 +136,8 @@ def generate_from_anchors(
     cache = None
     positions = positions_from_mask(mask)
     inputs = x
+    stop_ids = torch.tensor(sorted(layout.stop_ids), device=device)
+    suffix = torch.tensor(layout.suffix, device=device) if layout.suffix else None
     for _ in range(cfg.max_new_tokens):
         res = decoder(
             inputs_embeds=inputs, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
@@ -148,9 +150,9 @@ def generate_from_anchors(
         else:
             nxt = logits.argmax(dim=-1)
         out = torch.cat([out, nxt[:, None]], dim=1)
-        done |= torch.isin(nxt, torch.tensor(sorted(layout.stop_ids), device=device))
-        if layout.suffix and out.shape[1] >= len(layout.suffix):
-            done |= (out[:, -len(layout.suffix) :] == torch.tensor(layout.suffix, device=device)).all(dim=1)
+        done |= torch.isin(nxt, stop_ids)
+        if suffix is not None and out.shape[1] >= len(suffix):
+            done |= (out[:, -len(suffix) :] == suffix).all(dim=1)
         if bool(done.all()):
             break
         inputs = embed(nxt[:, None])  # (B, 1, H)

@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,21 +36,29 @@ def sha256_files(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes | memoryview) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over the target."""
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temp path in the target's folder to write to; on success it is fsynced and renamed over `path`
+    (with the permissions a plain open() would give), on any error removed. Streams and memmaps write here."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    tmp = Path(name)
     try:
-        # mkstemp creates 0600; give the file the permissions a plain open() would (0666 minus the umask)
-        umask = os.umask(0)
+        umask = os.umask(0)  # mkstemp creates 0600: use 0666 minus the umask instead
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        os.close(fd)
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes | memoryview) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over the target."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)

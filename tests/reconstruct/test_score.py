@@ -51,3 +51,9 @@ def test_teacher_forced_losses_add_up_to_stage1_loss(trained) -> None:
     sums, counts = teacher_forced_losses(enc_model.model, e_q, d, segs)
     assert counts.tolist() == tm.sum(dim=1).tolist() and int(counts.sum()) == int(ref_n)
     assert torch.allclose(sums.sum(), ref_sum, rtol=1e-5)
+    # and each row's sum is that row's own loss (a loss credited to the wrong row would still add up)
+    for i in range(len(pairs)):
+        row_sum, _ = anchored_lm_loss_sum(
+            enc_model.model, e_q[i : i + 1], d["input_ids"][i : i + 1], d["attention_mask"][i : i + 1], tm[i : i + 1]
+        )
+        assert torch.allclose(sums[i], row_sum, rtol=1e-5, atol=1e-6), i
