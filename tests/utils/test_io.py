@@ -52,3 +52,14 @@ def _half_writing_open(path, mode="r", *args, **kwargs):
             raise KeyboardInterrupt("killed mid-write")
 
     return _HalfWriter()
+
+
+def test_written_files_get_the_usual_permissions_not_mkstemps_0600(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "summary.json", {})
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == 0o644
