@@ -39,6 +39,7 @@ def train(cfg: DictConfig) -> float | None:
     """
     from hydra.types import RunMode
 
+    from bireco.distributed import is_global_zero
     from bireco.pipeline import run_pipeline
 
     # Lightning prints its own INFO lines; without this Hydra's root handler would print each twice
@@ -53,6 +54,8 @@ def train(cfg: DictConfig) -> float | None:
     (out / FAILED_FILE).unlink(missing_ok=True)
     try:
         results = run_pipeline(cfg, out)
+        if not is_global_zero():  # under DDP the other ranks are done: rank 0 evaluates on its own device
+            return None
         if cfg.eval.kind != "none":
             from bireco.eval.runner import evaluate_run
 

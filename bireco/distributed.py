@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,50 @@ def world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size(), dist.get_rank()
     return 1, 0
+
+
+def is_global_zero() -> bool:
+    """Rank 0 of the job: from the process group once it exists, else from the launcher's environment
+    (RANK / LOCAL_RANK / SLURM_PROCID, as Lightning reads it), so files are written once per job, not per rank."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    n, rank = world()
+    return rank == 0 if n > 1 else getattr(rank_zero_only, "rank", 0) == 0
+
+
+def launched_as_many_processes() -> bool:
+    """True when torchrun, SLURM or Lightning's launcher started this job as several processes."""
+    return any(int(os.environ.get(v) or 1) > 1 for v in ("WORLD_SIZE", "SLURM_NTASKS")) or world()[0] > 1
+
+
+def barrier() -> None:
+    """Wait for every rank (a no-op in a single process)."""
+    if world()[0] > 1:
+        dist.barrier()
+
+
+def any_rank(flag: bool) -> bool:
+    """`flag` OR-ed over all ranks, the same answer on every rank (one tiny all-reduce; none in one process).
+
+    Decisions that lead to a collective (save a checkpoint, stop) must be taken by every rank together, or the
+    ranks that did not decide wait forever in the next collective.
+    """
+    if world()[0] == 1:
+        return flag
+    on_gpu = dist.get_backend() == "nccl"
+    t = torch.tensor([int(flag)], device=torch.device("cuda", torch.cuda.current_device()) if on_gpu else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's `obj` in rank order (`[obj]` in one process)."""
+    n, _ = world()
+    if n == 1:
+        return [obj]
+    out: list[Any] = [None] * n
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def all_sizes(sizes: list[int], device: torch.device) -> list[list[int]]:

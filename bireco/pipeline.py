@@ -16,17 +16,18 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bireco.config import validate_config
 from bireco.data.formats import iter_rows, list_row_files
 from bireco.data.synthetic import WorldSpec, generate_world
+from bireco.distributed import any_rank, barrier, is_global_zero, launched_as_many_processes
 from bireco.lit.factory import build_trainer_and_module
-from bireco.lit.fault_tolerance import Preempted
+from bireco.lit.fault_tolerance import Preempted, PreemptionCheckpoint
 from bireco.lit.reconstruction_score import ReconstructionScore
 from bireco.models.backbone import ARTIFACT_FILE, save_artifact
 from bireco.models.tiny import TinyLlamaSpec, build_tiny_model, train_tokenizer
-from bireco.utils.io import atomic_write_json, sha256_files, sha256_text
+from bireco.utils.io import atomic_write_json, atomic_write_text, sha256_files, sha256_text
 from bireco.utils.locking import file_lock
 from bireco.utils.tracking import finish_wandb
 
@@ -59,8 +60,10 @@ def prepare_data(cfg: DictConfig) -> PreparedData:
     if d.kind == "synthetic":
         spec = WorldSpec(**OmegaConf.to_container(d.world, resolve=True))
         root = Path(cfg.paths.cache_dir) / "synthetic" / sha256_text(json.dumps(spec.__dict__, sort_keys=True))[:16]
-        if not (root / "world.json").is_file():
-            generate_world(root, spec)
+        root.mkdir(parents=True, exist_ok=True)
+        with file_lock(root.with_name(root.name + ".lock")):  # ranks and sweep jobs: one generates, the rest wait
+            if not (root / "world.json").is_file():
+                generate_world(root, spec)
         probe_dir = Path(cfg.probe.task_dir) if cfg.probe.task_dir else root / "heldout" / "retrieval"
         return PreparedData(root / "train", root / "heldout" / "pairs.jsonl", probe_dir, cfg.probe.instruction)
     if d.kind == "local":
@@ -141,19 +144,25 @@ def run_stage(
         finish_wandb()  # one wandb run per stage; also closed when the stage fails
     if trainer.interrupted:
         raise RuntimeError(f"stage '{name}' was interrupted; rerun the same command to resume")
-    artifact = module.save_artifact(stage_dir / "artifact", init_from)
-    record = {
-        "stage": name,
-        "config_hash": config_hash,
-        "init_from": init_from,
-        "artifact": str(artifact),
-        "steps": trainer.global_step,
-        "metrics": metrics,
-        "probe": probe.history[-1] if probe is not None and probe.history else None,
-        "reconstruction": next((c.result for c in trainer.callbacks if isinstance(c, ReconstructionScore)), None),
-    }
-    atomic_write_json(stage_dir / DONE_FILE, record)  # written last: the stage counts as done from here on
-    if trainer.received_sigterm:  # SIGTERM during the stage's last step: it finished, but the job must stop
+    if trainer.is_global_zero:  # one writer per job; the other ranks read what it wrote
+        artifact = module.save_artifact(stage_dir / "artifact", init_from)
+        record = {
+            "stage": name,
+            "config_hash": config_hash,
+            "init_from": init_from,
+            "artifact": str(artifact),
+            "steps": trainer.global_step,
+            "metrics": metrics,
+            "probe": probe.history[-1] if probe is not None and probe.history else None,
+            "reconstruction": next((c.result for c in trainer.callbacks if isinstance(c, ReconstructionScore)), None),
+        }
+        atomic_write_json(stage_dir / DONE_FILE, record)  # written last: the stage counts as done from here on
+    barrier()
+    record = json.loads((stage_dir / DONE_FILE).read_text())
+    preemption = next(c for c in trainer.callbacks if isinstance(c, PreemptionCheckpoint))
+    # SIGTERM during the stage's last step or its final validation: the stage finished, but the job must stop
+    # (decided by all ranks together, so none of them goes on into the next stage alone)
+    if any_rank(preemption.requested or trainer.received_sigterm):
         stop = Preempted(name, stage_dir / DONE_FILE)
         log.warning(stop.message)
         raise stop
@@ -180,6 +189,12 @@ def ensure_tiny_base(cfg: DictConfig, data: PreparedData) -> Path:
     with file_lock(root / ".lock"):  # sweep jobs racing for the same base wait for one builder
         if (warm_dir / DONE_FILE).is_file():
             return warm_dir / "artifact"
+        if launched_as_many_processes():
+            # the warm-up would be a DDP fit inside this lock, which the other ranks are waiting on
+            raise RuntimeError(
+                f"the tiny base model is not built yet ({warm_dir}); build it once in a single process (the same "
+                "command with trainer=cpu, or any single-process run of this data and model config), then relaunch"
+            )
         init = root / "init"
         if not (init / ARTIFACT_FILE).is_file():
             texts = (t for r in iter_rows(files) for t in (r["query"], r["positive"], r["negative"]) if t)
@@ -189,7 +204,11 @@ def ensure_tiny_base(cfg: DictConfig, data: PreparedData) -> Path:
             save_artifact(model, tokenizer, init, {"stage": "init", "tiny": key["tiny"]})
         atomic_write_json(root / "key.json", key)
         log.info("warming up the tiny base model in %s", warm_dir)
-        rec = run_stage(cfg, "warmup", str(init), warm_dir, data, f"{cfg.model.name}-warmup", config_hash=root.name)
+        # in this process only: under `trainer.devices=N` Lightning would spawn ranks that wait on this lock
+        one = cfg.copy()
+        with open_dict(one):
+            one.trainer.merge_with({"devices": 1, "num_nodes": 1, "strategy": "auto"})
+        rec = run_stage(one, "warmup", str(init), warm_dir, data, f"{cfg.model.name}-warmup", config_hash=root.name)
         return Path(rec["artifact"])
 
 
@@ -198,7 +217,8 @@ def run_pipeline(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     validate_config(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if is_global_zero():
+        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     data = prepare_data(cfg)
     init_from = ensure_tiny_base(cfg, data) if cfg.model.tiny is not None else cfg.model.pretrained
     base = init_from
@@ -221,5 +241,6 @@ def run_pipeline(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "stage_results": records,
         "probe": records[-1]["probe"] if records else None,
     }
-    atomic_write_json(run_dir / "results.json", results)
+    if is_global_zero():
+        atomic_write_json(run_dir / "results.json", results)
     return results

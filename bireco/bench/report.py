@@ -112,6 +112,13 @@ def render_markdown(res: dict[str, Any], plots: list[str]) -> str:
             f"{e['sorted']['texts_per_s']:.1f} texts/s, unsorted {e['unsorted']['texts_per_s']:.1f} texts/s "
             f"(×{enc['value']:.2f}); same embeddings either way: {e['same_embeddings']}."
         )
+        if "padding_ratios" in e:
+            r = e["padding_ratios"]
+            lines.append(
+                f"\nSorting only removes padding ({e['truncated_fraction']:.1%} of the documents fill max_length): "
+                f"on these batches the unsorted order computes ×{r['tokens']:.3f} the tokens and ×{r['flops']:.3f} "
+                "the FLOPs (decoder matmuls + attention over the padded length, counted) of the sorted order."
+            )
     else:
         lines.append(f"null: {enc['reason']}")
     sc = res["scaling"]

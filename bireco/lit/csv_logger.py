@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
@@ -24,6 +25,7 @@ class ResumableCSVLogger(CSVLogger):
     """`CSVLogger` that appends to the stage's `metrics.csv` across resumes."""
 
     @property
+    @rank_zero_experiment  # as the base class: other ranks get a no-op writer and never touch the file
     def experiment(self) -> _AppendingWriter:
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)

@@ -25,6 +25,7 @@ from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from bireco.distributed import all_gather_objects, world
 from bireco.utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class RngState(L.Callback):
-    """Saves the torch/numpy/python RNG states in every checkpoint; restores them when training (re)starts.
+    """Saves every rank's torch/numpy/python RNG states in every checkpoint; restores them when training (re)starts.
 
-    Restoring waits for `on_train_start` because restoring a checkpoint happens before the sanity check and the
-    dataloader setup; the states must be in place exactly when the first resumed step draws from them.
+    Per rank: ranks consume their streams differently (their batches differ in shape, so dropout draws differ),
+    and a resumed rank must continue its own stream for the run to be exact. `state_dict` runs on every rank
+    while a checkpoint is written (Lightning collects callback states everywhere, rank 0 writes the file), so the
+    states are gathered there. Restoring waits for `on_train_start`: a checkpoint is restored before the sanity
+    check and the dataloader setup, and the states must be in place exactly when the first resumed step draws.
     """
 
     def __init__(self) -> None:
@@ -88,13 +92,23 @@ class RngState(L.Callback):
         # numpy's state holds an ndarray, which Lightning's weights-only checkpoint loading refuses: store a tensor
         kind, keys, pos, has_gauss, gauss = states["numpy"]
         states["numpy"] = (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)
-        return {"rng": states}
+        return {"rng_per_rank": all_gather_objects(states)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        states = state_dict.get("rng")
-        if states is not None:
-            kind, keys, pos, has_gauss, gauss = states["numpy"]
-            states["numpy"] = (kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss)
+        per_rank = state_dict.get("rng_per_rank") or ([state_dict["rng"]] if "rng" in state_dict else None)
+        if per_rank is None:
+            return
+        n, rank = world()
+        if len(per_rank) != n:
+            log.warning(
+                "the checkpoint holds RNG states of %d ranks, this run has %d: every rank continues rank 0's "
+                "stream (the resume is correct but not bit-identical to an uninterrupted run)",
+                len(per_rank),
+                n,
+            )
+        states = dict(per_rank[rank] if len(per_rank) == n else per_rank[0])
+        kind, keys, pos, has_gauss, gauss = states["numpy"]
+        states["numpy"] = (kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss)
         self._pending = states
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -104,18 +118,47 @@ class RngState(L.Callback):
 
 
 class PreemptionCheckpoint(L.Callback):
-    """On SIGTERM, write `path` at the next optimizer-step boundary, then stop with Lightning's SIGTERMException.
+    """On SIGTERM, every rank saves `path` together at the next optimizer-step boundary, then stops.
 
-    The stop comes at the start of the next batch, not right after the save: Lightning hands a step's metrics to
-    the loggers only after `on_train_batch_end`, and the checkpointed step's log row must not be lost.
+    The handler only records the signal. Lightning's own SIGTERM handling would stop right after the current
+    micro-batch (mid-accumulation, without a checkpoint), and under DDP it acts on rank 0's flag alone; but
+    saving is collective, so the ranks must agree on *when*: at every step boundary they OR their flags (one
+    tiny all-reduce under DDP, nothing in one process), all save, and all stop at the next batch start (not right
+    after the save: Lightning hands a step's metrics to the loggers only after `on_train_batch_end`, and the
+    checkpointed step's log row must not be lost). A signal to any one rank (SLURM signals all of them, a
+    user's `kill` maybe one) stops the whole job cleanly.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.saved = False
+        self.requested = False  # a SIGTERM reached this process
+        self.saved = False  # all ranks agreed and saved: every rank stops
+        self._previous: Any = None
+        self._launcher: Any = None
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        if not self.requested and self._launcher is not None:
+            self._launcher.kill(signum)  # ranks Lightning spawned itself get it too
+        self.requested = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # installed after Lightning's handler (which the trainer restores at teardown), so ours is the one called
+        self._launcher = trainer.strategy.launcher
+        self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        self.requested = self.requested or trainer.received_sigterm
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.on_train_end(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        if trainer.received_sigterm and not self.saved and _at_step_boundary(trainer):
+        if self.saved or not _at_step_boundary(trainer):
+            return
+        if trainer.strategy.reduce_boolean_decision(self.requested, all=False):
             trainer.save_checkpoint(self.path)
             self.saved = True
             log.warning("SIGTERM: saved %s at step %d; rerun to resume", self.path, trainer.global_step)
@@ -128,7 +171,8 @@ class PreemptionCheckpoint(L.Callback):
 class FiniteGuard(L.Callback):
     """Stops on a NaN/inf loss or gradient before the optimizer applies it.
 
-    One device→host sync per optimizer step (a single fused norm over all gradients), not one per parameter.
+    One device→host sync per optimizer step (a single fused norm over all gradients, OR-ed over ranks), not one per
+    parameter.
     """
 
     def __init__(self, stage: str, checkpoint: Path) -> None:
@@ -146,7 +190,11 @@ class FiniteGuard(L.Callback):
         checks = [] if loss_ok is None else [loss_ok]
         if grads:
             checks.append(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
-        if not checks or bool(torch.stack(checks).all()):  # the one host sync of the step
+        if not checks:
+            return
+        # OR-ed over ranks before the one host sync of the step: a rank stopping alone would hang the others
+        bad = trainer.strategy.reduce((~torch.stack(checks).all()).float(), reduce_op="sum")
+        if not bool(bad > 0):
             return
         what = "loss" if loss_ok is not None and not bool(loss_ok) else "gradient"
         ckpt = self.checkpoint if self.checkpoint.is_file() else None
@@ -156,12 +204,14 @@ class FiniteGuard(L.Callback):
 class FaultInjection(L.Callback):
     """Sends a signal to this process at a given stage and optimizer step: how the resume tests kill a run.
 
-    `spec` is `stage:step:SIGNAL` (e.g. `contrastive:3:SIGKILL`); step 0 fires when the stage starts.
+    `spec` is `stage:step:SIGNAL[:rank]` (e.g. `contrastive:3:SIGKILL`); step 0 fires when the stage starts; with
+    a rank, only that rank's process gets the signal (the others learn of it only through the collectives).
     """
 
     def __init__(self, stage: str, spec: str) -> None:
-        want_stage, step, sig = spec.split(":")
+        want_stage, step, sig, *rank = spec.split(":")
         self.armed = want_stage == stage
+        self.rank = int(rank[0]) if rank else None
         self.step = int(step)
         self.signal = signal.Signals[sig]
 
@@ -171,7 +221,7 @@ class FaultInjection(L.Callback):
         return cls(stage, spec) if spec else None
 
     def _fire(self, trainer: L.Trainer) -> None:
-        if self.armed and trainer.global_step == self.step:
+        if self.armed and trainer.global_step == self.step and self.rank in (None, trainer.global_rank):
             self.armed = False
             log.warning("%s: sending %s at step %d", FAULT_ENV, self.signal.name, trainer.global_step)
             os.kill(os.getpid(), self.signal)

@@ -24,6 +24,12 @@ def decoder_of(model: nn.Module) -> nn.Module:
     return model.get_decoder()
 
 
+def encode_batches(lengths: Sequence[int], batch_size: int, sort_by_length: bool = True) -> list[list[int]]:
+    """Indices of each batch: longest first when sorted (an out-of-memory shows at once), else input order."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if sort_by_length else list(range(len(lengths)))
+    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+
+
 def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """Position ids counted over real tokens, so left padding does not shift the positions of the text.  (B, T)"""
     return (attention_mask.long().cumsum(1) - 1).clamp_min(0)
@@ -110,12 +116,9 @@ class TextEncoder(nn.Module):
         device = next(self.model.parameters()).device
         instr = None if instructions is None else list(instructions)
         enc = self.bound.encode_batch(list(texts), instr, self.max_length, instruction_separator)
-        order = (
-            sorted(range(len(enc)), key=lambda i: -len(enc[i].input_ids)) if sort_by_length else list(range(len(enc)))
-        )
+        batches = encode_batches([len(e.input_ids) for e in enc], batch_size, sort_by_length)
         out = torch.empty(len(enc), self.model.config.hidden_size, dtype=torch.float32)
-        for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
-            idx = order[start : start + batch_size]
+        for idx in tqdm(batches, desc=desc, disable=not progress, leave=False):
             batch = pad_encoded([enc[i] for i in idx], self.pad_id, self.padding_side)
             emb = self(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float()
             out[idx] = F.normalize(emb, dim=-1).cpu() if normalize else emb.cpu()

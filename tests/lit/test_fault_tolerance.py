@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import random
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -11,9 +13,16 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, TensorDataset
 
-from bireco.lit.fault_tolerance import AtomicCheckpointIO, FiniteGuard, NonFiniteLossError, RngState
+from bireco.lit.fault_tolerance import (
+    AtomicCheckpointIO,
+    FiniteGuard,
+    NonFiniteLossError,
+    PreemptionCheckpoint,
+    RngState,
+)
 from bireco.utils import io as io_utils
 
 
@@ -92,6 +101,39 @@ def test_non_finite_micro_batch_is_caught_under_accumulation(tmp_path: Path) -> 
 
     with pytest.raises(NonFiniteLossError, match="optimizer step 2: non-finite loss"):
         _fit(tmp_path, _FirstMicroBatchBad(bad_step=-1, bad="loss"), accumulate=2)
+
+
+def test_sigterm_mid_accumulation_saves_at_the_next_step_boundary(tmp_path: Path) -> None:
+    """Lightning alone would stop right after the signalled micro-batch, half-way through an accumulated step and
+    without a checkpoint; the callback holds the stop until the optimizer step is done and saved."""
+    seen: list[int] = []
+
+    class _SignalAtMicroBatch(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            seen.append(batch_idx)
+            if batch_idx == 4:  # the first micro-batch of optimizer step 3 (accumulating 2)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    preemption = PreemptionCheckpoint(tmp_path / "last.ckpt")
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=10,
+        accumulate_grad_batches=2,
+        callbacks=[_SignalAtMicroBatch(), preemption],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    module = _Toy(bad_step=-1, bad="loss")
+    with pytest.raises(SIGTERMException):
+        trainer.fit(module, DataLoader(TensorDataset(torch.randn(64, 4)), batch_size=4))
+    assert seen == [0, 1, 2, 3, 4, 5], "stopped after the step's second micro-batch, before a new one"
+    ckpt = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 3 and preemption.requested and preemption.saved
+    for k, v in module.state_dict().items():
+        assert torch.equal(ckpt["state_dict"][k], v)
+    assert signal.getsignal(signal.SIGTERM) is not preemption._on_sigterm, "the handler is handed back"
 
 
 def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path: Path) -> None:
