@@ -178,6 +178,13 @@ def _check_scale_out(cfg: DictConfig, stages: list[str]) -> None:
     name = strategy_name(strategy)
     if isinstance(strategy, DictConfig) and name not in ("fsdp", "deepspeed"):
         raise ConfigError(f"trainer.strategy.name='{name}': choose fsdp or deepspeed (or a Lightning strategy name)")
+    if name.startswith("deepspeed") and isinstance(strategy, DictConfig) and int(strategy.get("stage", 2)) == 3:
+        raise ConfigError(
+            "trainer.strategy.stage=3 (DeepSpeed ZeRO-3): parameters stay partitioned across ranks, and bireco "
+            "writes each stage's artifact (what the next stage starts from) from whole weights, which it gathers "
+            "for FSDP but not for ZeRO-3. Use trainer=fsdp (shards parameters, gradients and optimizer state too) "
+            "or trainer=deepspeed_zero2"
+        )
     if name.startswith("deepspeed") and not deepspeed_available():
         raise ConfigError(
             f"trainer.strategy={name}: DeepSpeed is not installed (it is not a bireco dependency: it needs a CUDA "

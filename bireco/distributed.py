@@ -75,6 +75,27 @@ def all_gather_objects(obj: Any) -> list[Any]:
     return out
 
 
+def full_state_dict(trainer: Any) -> dict[str, torch.Tensor]:
+    """The LightningModule's whole weights, complete on rank 0. A collective under FSDP: every rank calls it.
+
+    Under FSDP each rank holds a shard, and a rank-0-only `save_pretrained` would write (or wait for) shards;
+    torch's `get_model_state_dict` gathers them, whatever `state_dict_type` the checkpoints use: on GPUs into
+    rank 0's CPU memory only (torch's offload path; it needs CUDA), on CPU (tests, gloo) onto every rank.
+    Other strategies hold whole parameters (Lightning's own state dict).
+    """
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    strategy = trainer.strategy
+    if isinstance(strategy, FSDPStrategy):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        on_gpu = next(strategy.model.parameters()).is_cuda
+        sd = get_model_state_dict(strategy.model, options=StateDictOptions(full_state_dict=True, cpu_offload=on_gpu))
+    else:
+        sd = strategy.lightning_module_state_dict()
+    return {clean_param_name(k): v for k, v in sd.items()}
+
+
 def all_sizes(sizes: list[int], device: torch.device) -> list[list[int]]:
     """Every rank's `sizes` (one collective for all of them): rank -> sizes."""
     n, _ = world()

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from bireco.config import validate_config
 from bireco.data.formats import iter_rows, list_row_files
 from bireco.data.synthetic import WorldSpec, generate_world
-from bireco.distributed import any_rank, barrier, is_global_zero, launched_as_many_processes
+from bireco.distributed import any_rank, barrier, full_state_dict, is_global_zero, launched_as_many_processes
 from bireco.lit.factory import build_trainer_and_module
 from bireco.lit.fault_tolerance import Preempted, PreemptionCheckpoint
 from bireco.lit.reconstruction_score import ReconstructionScore
@@ -144,8 +144,9 @@ def run_stage(
         finish_wandb()  # one wandb run per stage; also closed when the stage fails
     if trainer.interrupted:
         raise RuntimeError(f"stage '{name}' was interrupted; rerun the same command to resume")
+    weights = full_state_dict(trainer)  # every rank: under FSDP this gathers the shards onto rank 0
     if trainer.is_global_zero:  # one writer per job; the other ranks read what it wrote
-        artifact = module.save_artifact(stage_dir / "artifact", init_from)
+        artifact = module.save_artifact(stage_dir / "artifact", init_from, weights)
         record = {
             "stage": name,
             "config_hash": config_hash,

@@ -108,8 +108,13 @@ class StageModule(L.LightningModule):
                 batch_size=batch_size,
             )
 
-    def save_artifact(self, out_dir: Path, init_from: str) -> Path:
-        """Write this stage's weights (or adapter) atomically: a temp folder renamed into place."""
+    def save_artifact(self, out_dir: Path, init_from: str, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write this stage's weights (or adapter) atomically: a temp folder renamed into place.
+
+        Args:
+            state_dict: this module's whole state dict when the live parameters are shards (FSDP: see
+                `bireco.distributed.full_state_dict`); None = the module's own parameters.
+        """
         out_dir = Path(out_dir)
         tmp = out_dir.with_name(out_dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -121,7 +126,13 @@ class StageModule(L.LightningModule):
             "max_length": self.encoder.max_length,
             "steps": self.global_step,
         }
-        save_artifact(self.model, self.encoder.tokenizer, tmp, meta)
+        prefix = "encoder.model."
+        weights = (
+            None
+            if state_dict is None
+            else {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        )
+        save_artifact(self.model, self.encoder.tokenizer, tmp, meta, weights)
         # an earlier artifact is moved aside, not deleted, until the new one is in place
         old = out_dir.with_name(out_dir.name + ".old")
         shutil.rmtree(old, ignore_errors=True)

@@ -86,20 +86,43 @@ def load_backbone(spec: BackboneSpec, merge_adapters: bool = True) -> tuple[PreT
     return model, load_tokenizer(spec)
 
 
+def _adapter_twin_on_meta(model: Any) -> Any:
+    """The same base architecture and adapter config, without weights (meta device).
+
+    peft picks the adapter's entries out of a state dict by the module names of its layers, and FSDP's
+    per-block wrapping inserts `_fsdp_wrapped_module` into those names (peft strips it only at the root), so the
+    adapter saved from the live model would be empty. The twin has the plain names; the weights come from the
+    gathered state dict.
+    """
+    from peft import get_peft_model
+
+    with torch.device("meta"):
+        base = AutoModelForCausalLM.from_config(model.get_base_model().config)
+    return get_peft_model(base, model.peft_config[model.active_adapter], adapter_name=model.active_adapter)
+
+
 def save_artifact(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path, meta: dict[str, Any]
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    out_dir: str | Path,
+    meta: dict[str, Any],
+    state_dict: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Save weights (or only the adapter for a peft model) + tokenizer + artifact.json (written last).
 
     Args:
         meta: provenance to record: at least `stage`; for adapters `base` (and `base_revision`).
+        state_dict: the model's weights when its live parameters are not whole (FSDP shards); keys as in
+            `model.state_dict()` (peft picks its adapter out of them).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     is_peft = hasattr(model, "peft_config")
     if is_peft and "base" not in meta:
         raise ValueError("saving an adapter needs meta['base']: the folder or hub name of the weights it sits on")
-    model.save_pretrained(out)  # peft saves the adapter only
+    if is_peft and state_dict is not None and any("_fsdp_wrapped_module" in n for n, _ in model.named_modules()):
+        model = _adapter_twin_on_meta(model)
+    model.save_pretrained(out, state_dict=state_dict)  # peft saves the adapter only
     tokenizer.save_pretrained(out)
     atomic_write_json(out / ARTIFACT_FILE, {"kind": "adapter" if is_peft else "full", **meta})
     return out

@@ -154,3 +154,21 @@ def test_saving_an_adapter_without_base_raises(
     with pytest.raises(ValueError, match=r"saving an adapter needs meta\['base'\]"):
         save_artifact(peft, tiny_tokenizer, tmp_path / "adapter", {"stage": "s1"})
     assert read_artifact_meta(tmp_path / "adapter") is None  # nothing half-written that looks like an artifact
+
+
+@pytest.mark.parametrize("kind", ["full", "adapter"])
+def test_artifact_is_written_from_a_given_state_dict(
+    tmp_path: Path, base_dir: Path, make_tiny_model, tiny_tokenizer: PreTrainedTokenizerFast, kind: str
+) -> None:
+    """Under FSDP the live parameters are shards: the artifact must come from the gathered state dict passed in,
+    not from the module (here the passed weights differ from the module's, so the test can tell)."""
+    model = make_tiny_model() if kind == "full" else _lora(make_tiny_model())
+    given = {k: v.clone() + 0.25 for k, v in model.state_dict().items()}
+    meta = {"stage": "s", "base": str(base_dir)}
+    out = save_artifact(model, tiny_tokenizer, tmp_path / kind, meta, dict(given))  # save_pretrained pops keys
+    reloaded, _ = load_backbone(BackboneSpec(str(out)), merge_adapters=False)
+    got = reloaded.state_dict()
+    changed = [k for k in given if ("lora_" in k if kind == "adapter" else True)]
+    assert changed
+    for k in changed:
+        torch.testing.assert_close(got[k], given[k], atol=0, rtol=0)
