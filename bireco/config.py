@@ -178,9 +178,12 @@ def _check_scale_out(cfg: DictConfig, stages: list[str]) -> None:
     name = strategy_name(strategy)
     if isinstance(strategy, DictConfig) and name not in ("fsdp", "deepspeed"):
         raise ConfigError(f"trainer.strategy.name='{name}': choose fsdp or deepspeed (or a Lightning strategy name)")
-    if name.startswith("deepspeed") and isinstance(strategy, DictConfig) and int(strategy.get("stage", 2)) == 3:
+    zero3 = name.startswith("deepspeed_stage_3") or (
+        name == "deepspeed" and isinstance(strategy, DictConfig) and int(strategy.get("stage", 2)) == 3
+    )
+    if zero3:
         raise ConfigError(
-            "trainer.strategy.stage=3 (DeepSpeed ZeRO-3): parameters stay partitioned across ranks, and bireco "
+            f"trainer.strategy={name} (DeepSpeed ZeRO-3): parameters stay partitioned across ranks, and bireco "
             "writes each stage's artifact (what the next stage starts from) from whole weights, which it gathers "
             "for FSDP but not for ZeRO-3. Use trainer=fsdp (shards parameters, gradients and optimizer state too) "
             "or trainer=deepspeed_zero2"

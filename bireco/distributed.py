@@ -45,12 +45,6 @@ def launched_as_many_processes() -> bool:
     return any(int(os.environ.get(v) or 1) > 1 for v in ("WORLD_SIZE", "SLURM_NTASKS")) or world()[0] > 1
 
 
-def barrier() -> None:
-    """Wait for every rank (a no-op in a single process)."""
-    if world()[0] > 1:
-        dist.barrier()
-
-
 def any_rank(flag: bool) -> bool:
     """`flag` OR-ed over all ranks, the same answer on every rank (one tiny all-reduce; none in one process).
 
@@ -89,7 +83,7 @@ def full_state_dict(trainer: Any) -> dict[str, torch.Tensor]:
     if isinstance(strategy, FSDPStrategy):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        on_gpu = next(strategy.model.parameters()).is_cuda
+        on_gpu = strategy.root_device.type == "cuda"  # (parameters may sit on the CPU under FSDP's CPU offload)
         sd = get_model_state_dict(strategy.model, options=StateDictOptions(full_state_dict=True, cpu_offload=on_gpu))
     else:
         sd = strategy.lightning_module_state_dict()

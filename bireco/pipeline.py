@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from bireco.config import validate_config
 from bireco.data.formats import iter_rows, list_row_files
 from bireco.data.synthetic import WorldSpec, generate_world
-from bireco.distributed import any_rank, barrier, full_state_dict, is_global_zero, launched_as_many_processes
+from bireco.distributed import any_rank, full_state_dict, is_global_zero, launched_as_many_processes
 from bireco.lit.factory import build_trainer_and_module
 from bireco.lit.fault_tolerance import Preempted, PreemptionCheckpoint
 from bireco.lit.reconstruction_score import ReconstructionScore
@@ -145,21 +145,32 @@ def run_stage(
     if trainer.interrupted:
         raise RuntimeError(f"stage '{name}' was interrupted; rerun the same command to resume")
     weights = full_state_dict(trainer)  # every rank: under FSDP this gathers the shards onto rank 0
-    if trainer.is_global_zero:  # one writer per job; the other ranks read what it wrote
-        artifact = module.save_artifact(stage_dir / "artifact", init_from, weights)
-        record = {
-            "stage": name,
-            "config_hash": config_hash,
-            "init_from": init_from,
-            "artifact": str(artifact),
-            "steps": trainer.global_step,
-            "metrics": metrics,
-            "probe": probe.history[-1] if probe is not None and probe.history else None,
-            "reconstruction": next((c.result for c in trainer.callbacks if isinstance(c, ReconstructionScore)), None),
-        }
-        atomic_write_json(stage_dir / DONE_FILE, record)  # written last: the stage counts as done from here on
-    barrier()
-    record = json.loads((stage_dir / DONE_FILE).read_text())
+    record, failure = None, None
+    if trainer.is_global_zero:  # one writer per job; the others get its record below
+        try:
+            artifact = module.save_artifact(stage_dir / "artifact", init_from, weights)
+            record = {
+                "stage": name,
+                "config_hash": config_hash,
+                "init_from": init_from,
+                "artifact": str(artifact),
+                "steps": trainer.global_step,
+                "metrics": metrics,
+                "probe": probe.history[-1] if probe is not None and probe.history else None,
+                "reconstruction": next(
+                    (c.result for c in trainer.callbacks if isinstance(c, ReconstructionScore)), None
+                ),
+            }
+            atomic_write_json(stage_dir / DONE_FILE, record)  # written last: the stage counts as done from here on
+        except Exception as e:
+            failure = e
+    # a broadcast, not a re-read of the file: it is also how the other ranks learn that rank 0 failed (they would
+    # otherwise wait in the next collective until the process-group timeout)
+    record, message = trainer.strategy.broadcast((record, None if failure is None else repr(failure)), src=0)
+    if failure is not None:
+        raise failure
+    if message is not None:
+        raise RuntimeError(f"stage '{name}': rank 0 failed writing the stage's artifact or record: {message}")
     preemption = next(c for c in trainer.callbacks if isinstance(c, PreemptionCheckpoint))
     # SIGTERM during the stage's last step or its final validation: the stage finished, but the job must stop
     # (decided by all ranks together, so none of them goes on into the next stage alone)

@@ -97,6 +97,9 @@ class StageModule(L.LightningModule):
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
 
     def _log_losses(self, prefix: str, losses: dict[str, torch.Tensor], batch_size: int) -> None:
+        """Train losses are averaged over ranks when logged: each rank's loss is scaled so that the mean over
+        ranks is the global batch's loss (see the losses), so the curve shows exactly that, not rank 0's share.
+        Validation needs no sync: every rank sees the whole validation set."""
         on_step = prefix == "train"
         for k, v in losses.items():
             self.log(
@@ -106,6 +109,7 @@ class StageModule(L.LightningModule):
                 on_epoch=not on_step,
                 prog_bar=k == "loss",
                 batch_size=batch_size,
+                sync_dist=on_step,
             )
 
     def save_artifact(self, out_dir: Path, init_from: str, state_dict: dict[str, torch.Tensor] | None = None) -> Path:

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bireco.data.collate import PairCollator
 from bireco.data.datamodule import PairDataModule
-from bireco.distributed import build_strategy
+from bireco.distributed import build_strategy, strategy_name
 from bireco.lit.base import OptimConfig, StageModule, batch_rows, sequence_tokens
 from bireco.lit.callbacks import MtebProbe, ParamCounts, RetrievalProbe
 from bireco.lit.fault_tolerance import AtomicCheckpointIO, FaultInjection, FiniteGuard, PreemptionCheckpoint, RngState
@@ -157,8 +157,13 @@ def build_trainer_and_module(
             LearningRateMonitor(logging_interval="step"),
             ThroughputMonitor(batch_size_fn=batch_rows, length_fn=sequence_tokens),
         ]
+    # the probes encode on rank 0 alone; under FSDP every forward is a collective (blocks are all-gathered), so
+    # a rank-0-only forward would wait forever for the other ranks
+    sharded = strategy_name(cfg.trainer.get("strategy")).startswith("fsdp")
+    if sharded:
+        log.warning("stage '%s': training probes are off under FSDP (they run on rank 0 alone); use bireco-eval", name)
     probe = None
-    if data.probe_dir is not None and stage.probe:
+    if data.probe_dir is not None and stage.probe and not sharded:
         probe = RetrievalProbe(
             data.probe_dir,
             data.probe_instruction,
@@ -168,7 +173,7 @@ def build_trainer_and_module(
         )
         callbacks.append(probe)
     mteb_dir = cfg.probe.get("mteb_data_root")
-    if mteb_dir and stage.probe and cfg.probe.get("mteb_every_n_steps"):
+    if mteb_dir and stage.probe and cfg.probe.get("mteb_every_n_steps") and not sharded:
         callbacks.append(
             MtebProbe(
                 mteb_dir,
@@ -178,7 +183,7 @@ def build_trainer_and_module(
             )
         )
     rcfg = cfg.probe.get("reconstruction")
-    if rcfg is not None and rcfg.enabled:
+    if rcfg is not None and rcfg.enabled and not sharded:
         callbacks.append(
             ReconstructionScore(
                 stage_dir / "reconstruction.json",

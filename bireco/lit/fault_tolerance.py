@@ -107,6 +107,8 @@ class RngState(L.Callback):
                 n,
             )
         states = dict(per_rank[rank] if len(per_rank) == n else per_rank[0])
+        if len(per_rank) != n:
+            states.pop("torch.cuda", None)  # another device layout: per-device CUDA states may not fit it
         kind, keys, pos, has_gauss, gauss = states["numpy"]
         states["numpy"] = (kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss)
         self._pending = states
@@ -133,7 +135,6 @@ class PreemptionCheckpoint(L.Callback):
         self.path = Path(path)
         self.requested = False  # a SIGTERM reached this process
         self.saved = False  # all ranks agreed and saved: every rank stops
-        self._previous: Any = None
         self._launcher: Any = None
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
@@ -141,19 +142,24 @@ class PreemptionCheckpoint(L.Callback):
             self._launcher.kill(signum)  # ranks Lightning spawned itself get it too
         self.requested = True
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # installed after Lightning's handler (which the trainer restores at teardown), so ours is the one called
+    def _install(self, trainer: L.Trainer) -> None:
+        """Take SIGTERM over from Lightning's handler (installed when fit/validate starts; its teardown puts the
+        original back). Lightning's would act on rank 0's flag alone, and its handler runs a collective."""
         self._launcher = trainer.strategy.launcher
-        self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-        self.requested = self.requested or trainer.received_sigterm
+        if signal.getsignal(signal.SIGTERM) != self._on_sigterm:
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+        connector = getattr(trainer, "_signal_connector", None)
+        if connector is not None and connector.received_sigterm:  # a signal before the take-over: ours now
+            self.requested, connector.received_sigterm = True, False
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-            self._previous = None
+    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._install(trainer)
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self.on_train_end(trainer, pl_module)
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._install(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._install(trainer)  # also the stage's final `trainer.validate`: a SIGTERM there stops after the stage
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if self.saved or not _at_step_boundary(trainer):

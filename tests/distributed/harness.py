@@ -123,6 +123,7 @@ class GradRecorder:
                 self.grads: dict[str, torch.Tensor] = {}
                 self.losses: list[float] = []
                 self.queries: list[list[str]] = []  # per step: each row's query text
+                self.logged: float | None = None
 
             def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
                 self.losses.append(float(outputs["loss"]))
@@ -132,6 +133,9 @@ class GradRecorder:
 
             def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
                 self.grads = {n: p.grad.detach().clone() for n, p in pl_module.named_parameters() if p.requires_grad}
+
+            def on_train_end(self, trainer, pl_module) -> None:
+                self.logged = float(trainer.callback_metrics["train/loss"])  # the last step's logged train loss
 
         return _Recorder()
 
@@ -199,7 +203,7 @@ def run_scenario(scenario: Scenario, base: Path, world: int, rank: int) -> dict[
         default_root_dir=str(base.parent / f"trainer-{rank}"),
     )
     trainer.fit(module, train_dataloaders=loader, datamodule=data)
-    return {"grads": recorder.grads, "losses": recorder.losses, "queries": recorder.queries}
+    return {"grads": recorder.grads, "losses": recorder.losses, "queries": recorder.queries, "logged": recorder.logged}
 
 
 def free_port() -> int:

@@ -65,6 +65,9 @@ def test_two_ranks_equal_one_process_over_the_global_batch(runs, scenario: Scena
     mean = (ranks[0]["losses"][0] + ranks[1]["losses"][0]) / 2
     assert mean == pytest.approx(ref["losses"][0], rel=1e-6)
     assert abs(ranks[0]["losses"][0] - ranks[1]["losses"][0]) > 1e-5  # the ranks had other rows
+    # and that global loss is what gets logged (on every rank), not rank 0's share
+    assert ranks[0]["logged"] == ranks[1]["logged"] == pytest.approx(ref["losses"][0], rel=1e-6)
+    assert ref["logged"] == pytest.approx(ref["losses"][0], rel=1e-6)
 
 
 def test_grad_cache_with_accumulation_equals_plain_single_process(runs) -> None:

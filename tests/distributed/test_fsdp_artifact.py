@@ -62,7 +62,7 @@ def _worker(rank: int, port: int, base: str, out: str) -> None:
             torch.save({k: v.clone() for k, v in module.model.state_dict().items()}, Path(out) / f"{kind}_want.pt")
         policy = ModuleWrapPolicy(_layer_classes(module.model))
         root = FSDP(module, auto_wrap_policy=policy, use_orig_params=True, device_id=torch.device("cpu"))
-        strategy = FSDPStrategy()
+        strategy = FSDPStrategy(parallel_devices=[torch.device("cpu")] * 2)
         strategy.model = root
         sizes = [p.numel() for p in module.parameters()]
         weights = full_state_dict(SimpleNamespace(strategy=strategy))  # every rank: a collective

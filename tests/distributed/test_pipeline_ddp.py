@@ -138,3 +138,13 @@ def test_sigterm_to_one_rank_stops_both_and_the_rerun_is_exact(uninterrupted: Pa
     assert gw.keys() == ww.keys()
     for k in ww:
         assert torch.equal(gw[k], ww[k]), f"{k} differs after the resume"
+
+
+def test_rank0_failing_to_write_stops_every_rank_instead_of_hanging(uninterrupted: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "stages" / STAGE / "artifact.tmp"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where rank 0 writes its temp artifact folder")
+    ranks = _launch(tmp_path)  # the timeout turns a hang into a failure
+    assert ranks[0][0] != 0 and "FileExistsError" in ranks[0][1], ranks[0]
+    assert ranks[1][0] != 0 and "rank 0 failed writing the stage's artifact or record" in ranks[1][1], ranks[1]
+    assert not (tmp_path / "stages" / STAGE / DONE_FILE).exists()

@@ -133,7 +133,7 @@ def test_sigterm_mid_accumulation_saves_at_the_next_step_boundary(tmp_path: Path
     assert ckpt["global_step"] == 3 and preemption.requested and preemption.saved
     for k, v in module.state_dict().items():
         assert torch.equal(ckpt["state_dict"][k], v)
-    assert signal.getsignal(signal.SIGTERM) is not preemption._on_sigterm, "the handler is handed back"
+    assert signal.getsignal(signal.SIGTERM) != preemption._on_sigterm, "the handler is handed back"
 
 
 def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path: Path) -> None:
