@@ -136,6 +136,26 @@ def test_sigterm_mid_accumulation_saves_at_the_next_step_boundary(tmp_path: Path
     assert signal.getsignal(signal.SIGTERM) != preemption._on_sigterm, "the handler is handed back"
 
 
+def test_sigterm_during_validation_is_recorded_not_raised(tmp_path: Path) -> None:
+    """The stage's final `trainer.validate` runs to its end under a SIGTERM (Lightning's handler would stop it
+    half-way); the callback records it, and the pipeline stops after writing the finished stage."""
+
+    class _Val(_Toy):
+        def validation_step(self, batch, batch_idx):
+            if batch_idx == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+            self.log("val/loss", self.training_step(batch, batch_idx))
+
+    preemption = PreemptionCheckpoint(tmp_path / "last.ckpt")
+    trainer = L.Trainer(accelerator="cpu", callbacks=[preemption], logger=False, enable_progress_bar=False)
+    results = trainer.validate(
+        _Val(bad_step=-1, bad="loss"), DataLoader(TensorDataset(torch.randn(16, 4)), batch_size=4)
+    )
+    assert results and "val/loss" in results[0], "validation finished every batch"
+    assert preemption.requested and not trainer.received_sigterm
+    assert signal.getsignal(signal.SIGTERM) != preemption._on_sigterm, "the handler is handed back"
+
+
 def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path: Path) -> None:
     torch.manual_seed(1), np.random.seed(1), random.seed(1)
     saved = RngState().state_dict()
