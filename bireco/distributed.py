@@ -45,20 +45,6 @@ def launched_as_many_processes() -> bool:
     return any(int(os.environ.get(v) or 1) > 1 for v in ("WORLD_SIZE", "SLURM_NTASKS")) or world()[0] > 1
 
 
-def any_rank(flag: bool) -> bool:
-    """`flag` OR-ed over all ranks, the same answer on every rank (one tiny all-reduce; none in one process).
-
-    Decisions that lead to a collective (save a checkpoint, stop) must be taken by every rank together, or the
-    ranks that did not decide wait forever in the next collective.
-    """
-    if world()[0] == 1:
-        return flag
-    on_gpu = dist.get_backend() == "nccl"
-    t = torch.tensor([int(flag)], device=torch.device("cuda", torch.cuda.current_device()) if on_gpu else "cpu")
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
-
-
 def all_gather_objects(obj: Any) -> list[Any]:
     """Every rank's `obj` in rank order (`[obj]` in one process)."""
     n, _ = world()

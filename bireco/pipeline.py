@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from bireco.config import validate_config
 from bireco.data.formats import iter_rows, list_row_files
 from bireco.data.synthetic import WorldSpec, generate_world
-from bireco.distributed import any_rank, full_state_dict, is_global_zero, launched_as_many_processes
+from bireco.distributed import full_state_dict, is_global_zero, launched_as_many_processes
 from bireco.lit.factory import build_trainer_and_module
 from bireco.lit.fault_tolerance import Preempted, PreemptionCheckpoint
 from bireco.lit.reconstruction_score import ReconstructionScore
@@ -174,7 +174,7 @@ def run_stage(
     preemption = next(c for c in trainer.callbacks if isinstance(c, PreemptionCheckpoint))
     # SIGTERM during the stage's last step or its final validation: the stage finished, but the job must stop
     # (decided by all ranks together, so none of them goes on into the next stage alone)
-    if any_rank(preemption.requested or trainer.received_sigterm):
+    if trainer.strategy.reduce_boolean_decision(preemption.requested or trainer.received_sigterm, all=False):
         stop = Preempted(name, stage_dir / DONE_FILE)
         log.warning(stop.message)
         raise stop

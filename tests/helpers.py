@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from safetensors.torch import load_file
 
 from bireco.models.tiny import TinyLlamaSpec
 from bireco.utils.resolvers import register
@@ -63,3 +66,19 @@ MICRO_SPEC = TinyLlamaSpec(
     max_position_embeddings=128,
     seed=3,
 )
+
+
+def logged_train_losses(stage_dir: Path) -> dict[int, float]:
+    """step -> train loss from a stage's metrics.csv; a resumed run re-logs the steps after its checkpoint, the
+    last row wins."""
+    out = {}
+    with open(stage_dir / "logs" / "metrics.csv") as f:
+        for row in csv.DictReader(f):
+            if row.get("train/loss"):
+                out[int(row["step"])] = float(row["train/loss"])
+    return out
+
+
+def artifact_weights(stage_dir: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a stage's artifact (full weights or adapter)."""
+    return {k: v for f in sorted((stage_dir / "artifact").glob("*.safetensors")) for k, v in load_file(f).items()}

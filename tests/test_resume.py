@@ -4,7 +4,6 @@ command ends with the same losses, weights and metrics as an uninterrupted run; 
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -14,11 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from bireco.lit.fault_tolerance import FAULT_ENV, Preempted
 from bireco.pipeline import DONE_FILE, run_pipeline
-from tests.helpers import compose_cfg
+from tests.helpers import artifact_weights, compose_cfg, logged_train_losses
 
 pytestmark = pytest.mark.integration
 
@@ -62,28 +60,11 @@ def _run_killed(out: Path, fault: str) -> subprocess.CompletedProcess:
     )
 
 
-def _losses(stage_dir: Path) -> dict[int, float]:
-    """step -> train loss; a resumed run re-logs the steps after its checkpoint, the last row wins."""
-    out = {}
-    with open(stage_dir / "logs" / "metrics.csv") as f:
-        for row in csv.DictReader(f):
-            if row.get("train/loss"):
-                out[int(row["step"])] = float(row["train/loss"])
-    return out
-
-
-def _weights(stage_dir: Path) -> dict[str, torch.Tensor]:
-    out = {}
-    for f in sorted((stage_dir / "artifact").glob("*.safetensors")):
-        out.update(load_file(f))
-    return out
-
-
 def _assert_same_run(got: Path, want: Path) -> None:
     for stage in STAGES:
         g, w = got / "stages" / stage, want / "stages" / stage
-        assert _losses(g) == _losses(w), stage
-        gw, ww = _weights(g), _weights(w)
+        assert logged_train_losses(g) == logged_train_losses(w), stage
+        gw, ww = artifact_weights(g), artifact_weights(w)
         assert gw.keys() == ww.keys()
         for k in ww:
             assert torch.equal(gw[k], ww[k]), f"{stage}: {k} differs"
@@ -105,7 +86,7 @@ def uninterrupted(bireco_cache: str, tmp_path_factory: pytest.TempPathFactory) -
 def test_same_seed_same_config_gives_identical_runs(uninterrupted: Path, tmp_path: Path) -> None:
     _run(tmp_path)
     _assert_same_run(tmp_path, uninterrupted)
-    assert len(_losses(uninterrupted / "stages" / STAGES[0])) == 5
+    assert len(logged_train_losses(uninterrupted / "stages" / STAGES[0])) == 5
 
 
 def test_sigterm_in_stage1_saves_a_checkpoint_and_the_rerun_matches(uninterrupted: Path, tmp_path: Path) -> None:

@@ -99,15 +99,16 @@ class RngState(L.Callback):
         if per_rank is None:
             return
         n, rank = world()
-        if len(per_rank) != n:
+        if len(per_rank) == n:
+            states = dict(per_rank[rank])
+        else:
             log.warning(
                 "the checkpoint holds RNG states of %d ranks, this run has %d: every rank continues rank 0's "
                 "stream (the resume is correct but not bit-identical to an uninterrupted run)",
                 len(per_rank),
                 n,
             )
-        states = dict(per_rank[rank] if len(per_rank) == n else per_rank[0])
-        if len(per_rank) != n:
+            states = dict(per_rank[0])
             states.pop("torch.cuda", None)  # another device layout: per-device CUDA states may not fit it
         kind, keys, pos, has_gauss, gauss = states["numpy"]
         states["numpy"] = (kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss)

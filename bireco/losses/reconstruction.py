@@ -39,8 +39,12 @@ def anchored_hidden_states(
     Returns:
         (B, T, H) hidden states after the final norm.
     """
-    if not bool(attention_mask[:, 0].all()):
-        raise ValueError("reconstruction inputs must be right-padded (the anchor must touch the first real token)")
+    # checked on the device, not with bool(): no host sync in the training step (on CUDA a failure surfaces as a
+    # device-side assert at the next sync)
+    torch._assert_async(
+        attention_mask[:, 0].all(),
+        "reconstruction inputs must be right-padded (the anchor must touch the first real token)",
+    )
     embed = model.get_input_embeddings()
     tok = embed(input_ids[:, :-1])  # (B, T-1, H): the last token is never an input (nothing follows it)
     x = torch.cat([anchor.to(tok.dtype)[:, None, :], tok], dim=1)  # (B, T, H)

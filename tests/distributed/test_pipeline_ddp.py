@@ -20,12 +20,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from bireco.lit.fault_tolerance import FAULT_ENV
 from bireco.pipeline import DONE_FILE, ensure_tiny_base, prepare_data
 from tests.distributed.harness import free_port
-from tests.helpers import compose_cfg
+from tests.helpers import artifact_weights, compose_cfg, logged_train_losses
 
 pytestmark = pytest.mark.integration
 
@@ -83,19 +82,6 @@ def _launch(out: Path, fault: str | None = None, timeout: float = 300) -> list[t
     return results
 
 
-def _losses(stage_dir: Path) -> dict[int, float]:
-    out = {}
-    with open(stage_dir / "logs" / "metrics.csv") as f:
-        for row in csv.DictReader(f):
-            if row.get("train/loss"):
-                out[int(row["step"])] = float(row["train/loss"])
-    return out
-
-
-def _weights(stage_dir: Path) -> dict[str, torch.Tensor]:
-    return {k: v for f in sorted((stage_dir / "artifact").glob("*.safetensors")) for k, v in load_file(f).items()}
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(bireco_cache: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = compose_cfg(OVERRIDES)
@@ -133,8 +119,8 @@ def test_sigterm_to_one_rank_stops_both_and_the_rerun_is_exact(uninterrupted: Pa
     ranks = _launch(tmp_path)
     assert [code for code, _ in ranks] == [0, 0], ranks
     want, got = uninterrupted / "stages" / STAGE, stage
-    assert _losses(got) == _losses(want)
-    gw, ww = _weights(got), _weights(want)
+    assert logged_train_losses(got) == logged_train_losses(want)
+    gw, ww = artifact_weights(got), artifact_weights(want)
     assert gw.keys() == ww.keys()
     for k in ww:
         assert torch.equal(gw[k], ww[k]), f"{k} differs after the resume"

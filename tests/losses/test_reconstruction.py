@@ -120,5 +120,5 @@ def test_left_padded_input_is_rejected(tiny_encoder: TextEncoder) -> None:
     finally:
         tiny_encoder.padding_side = "right"
     e = torch.zeros(len(QUERIES), tiny_encoder.model.config.hidden_size)
-    with pytest.raises(ValueError, match="right-padded"):
+    with pytest.raises(RuntimeError, match="right-padded"):
         bidirectional_reconstruction_loss(tiny_encoder.model, e, e, q, d, 0.2, DEFAULT_TARGETS)
