@@ -4,18 +4,22 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Offline by default: hub downloads fail here; without these flags they retry for ~25 s before failing.
+PRESET ?= tiny
+# The targets below use local files only (tiny preset, ../shared), so they run offline: a hub lookup fails at once
+# instead of retrying for ~25 s. bireco itself never sets these; PRESET=paper downloads models and MTEB data, so
+# it leaves the hub on. Override with HF_HUB_OFFLINE=0 make ...
+ifneq ($(PRESET),paper)
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
+endif
 export TOKENIZERS_PARALLELISM ?= false
 # 2 threads is the sweet spot on the 2-core CI machines (1 thread is ~1.9x slower).
 export OMP_NUM_THREADS ?= 2
 
 DEMO_DIR ?= runs/demo
 SHARED ?= ../shared/data
-PRESET ?= tiny
 DRY_RUN ?=
 ECHO_DATA ?= /datasets/echo-e5
 PAPER_MODELS := llama3.2-1b qwen2.5-1.5b llama3.2-3b mistral-7b llama3.1-8b

@@ -12,26 +12,43 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from bireco.conf import CONF_DIR
+from bireco.errors import user_error_in
 from bireco.utils.io import atomic_write_json
 from bireco.utils.resolvers import register as register_resolvers
 from bireco.utils.tracking import finish_wandb, log_final_metrics
 
 log = logging.getLogger("bireco")
 
-# Hub loads cannot succeed on offline machines and otherwise retry for ~25 s: be offline unless told otherwise.
-for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-    os.environ.setdefault(_var, "0" if os.environ.get("BIRECO_ONLINE") else "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 register_resolvers()
+
+
+def console_environment() -> None:
+    """The console scripts' one environment policy. Hub access (`HF_*`) is never touched: the hub works where it
+    is reachable, and offline machines say so themselves (`HF_HUB_OFFLINE=1`, as the Makefile and tests do)."""
+    # tokenizers' thread pool warns (and can deadlock) once a DataLoader forks; bireco batches in one process
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def exit_on_user_error(exc: BaseException, program: str) -> None:
+    """A user error ends the program with its one line on stderr (exit status 2); anything else propagates."""
+    err = user_error_in(exc)
+    if err is not None:
+        print(f"{program}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
 
 FAILED_FILE = "failed.json"
 
-CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+
+def train() -> None:
+    """`bireco-train` console entry point (see `_train`)."""
+    console_environment()
+    _train()
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def train(cfg: DictConfig) -> float | None:
+def _train(cfg: DictConfig) -> float | None:
     """`bireco-train`: run the configured pipeline (and its evaluation) into the Hydra run directory.
 
     In a multirun sweep a failing job writes `failed.json` (shown as failed in the table) and the sweep goes on;
@@ -71,6 +88,7 @@ def train(cfg: DictConfig) -> float | None:
             },
         )
         if not multirun:
+            exit_on_user_error(e, "bireco-train")
             raise
         log.exception("job failed (recorded in %s); the sweep goes on", out / FAILED_FILE)
         return None
@@ -110,6 +128,7 @@ def _eval_argv(argv: list[str]) -> list[str]:
 
 def evaluate() -> None:
     """`bireco-eval` console entry point (see `_evaluate`)."""
+    console_environment()
     sys.argv = [sys.argv[0], *_eval_argv(sys.argv[1:])]
     _evaluate()
 
@@ -119,7 +138,11 @@ def _evaluate(cfg: DictConfig) -> float | None:
     """`bireco-eval`: mteb evaluation of a run / artifact / base model into the Hydra run directory."""
     from bireco.eval.runner import run_eval
 
-    summary = run_eval(cfg, HydraConfig.get().runtime.output_dir)
+    try:
+        summary = run_eval(cfg, HydraConfig.get().runtime.output_dir)
+    except Exception as e:
+        exit_on_user_error(e, "bireco-eval")
+        raise
     log.info("average over %d tasks: %s", len(summary["tasks"]), summary["average"])
     for category, score in summary["categories"].items():
         log.info("  %-20s %.2f", category, score)

@@ -21,6 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
+from bireco.errors import UserError
 from bireco.models.pooling import POOLINGS
 from bireco.models.templates import Segment
 
@@ -32,7 +33,7 @@ ON_BAD_ROW = ("error", "skip")
 BASE = "base"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """The composed configuration is invalid."""
 
 

@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bireco.data.formats import field_message, parse_json_object
+from bireco.errors import UserError
 from bireco.eval.runner import EvalModel, load_encoder
 from bireco.export import EXPORT_FILE, finished_run, run_prompts
 from bireco.export.sentence_transformers import Prompt
@@ -40,7 +41,7 @@ from bireco.utils.iterate import batched
 log = logging.getLogger(__name__)
 
 
-class InputFormatError(ValueError):
+class InputFormatError(UserError, ValueError):
     """A bad input row (the message names file:line and the field)."""
 
 

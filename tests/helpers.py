@@ -15,7 +15,7 @@ from bireco.utils.resolvers import register
 
 register()
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+from bireco.conf import CONF_DIR
 
 # a few optimizer steps of everything, small batches, a small probe: seconds per pipeline on 2 cores
 FAST = [

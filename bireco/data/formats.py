@@ -13,13 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bireco.errors import UserError
+
 log = logging.getLogger(__name__)
 
 ROW_SUFFIXES = (".jsonl", ".jsonl.gz")
 REQUIRED = ("query", "positive")
 
 
-class DataFormatError(ValueError):
+class DataFormatError(UserError, ValueError):
     """A training file or row does not match the expected format."""
 
 

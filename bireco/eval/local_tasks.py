@@ -30,6 +30,7 @@ from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 from mteb.abstasks.task_metadata import TaskMetadata
 
 from bireco.data.formats import field_message, parse_json_object
+from bireco.errors import UserError
 from bireco.utils.io import sha256_files
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ STS_RANGE = (0.0, 5.0)
 _DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".tsv", ".tsv.gz")
 
 
-class TaskFormatError(ValueError):
+class TaskFormatError(UserError, ValueError):
     """A local task folder or one of its rows does not match any expected layout."""
 
 

@@ -20,6 +20,7 @@ import mteb
 from mteb.cache import ResultCache
 from omegaconf import DictConfig, OmegaConf
 
+from bireco.errors import HubUnreachable, hub_access
 from bireco.eval.local_tasks import discover_tasks, task_category
 from bireco.eval.mteb_wrapper import MtebEncoder
 from bireco.models.backbone import BackboneSpec, load_backbone, read_artifact_meta
@@ -30,8 +31,8 @@ from bireco.utils.io import atomic_write_json, sha256_files, sha256_text
 log = logging.getLogger(__name__)
 
 
-class EvalDataError(RuntimeError):
-    """A task's data could not be loaded (e.g. no hub access)."""
+class EvalDataError(HubUnreachable):
+    """A task's data could not be fetched from the hub (nor found in the datasets cache)."""
 
 
 @dataclass
@@ -152,14 +153,12 @@ def instructions_of(ecfg: DictConfig, task_names: list[str]) -> dict[str, str | 
 
 
 def _load_data(task) -> None:
-    try:
-        task.load_data()
-    except Exception as e:  # the hub message alone rarely says which task needed it
-        where = task.metadata.dataset.get("path")
-        raise EvalDataError(
-            f"task {task.metadata.name}: its data could not be reached ({where}); on an offline machine fill the "
-            f"Hugging Face cache first or use eval=local. Cause: {type(e).__name__}: {e}"
-        ) from e
+    where = task.metadata.dataset.get("path")
+    try:  # the hub message alone rarely says which task needed it
+        with hub_access(f"the data of task {task.metadata.name} ({where}; eval=local reads local task folders)"):
+            task.load_data()
+    except HubUnreachable as e:
+        raise EvalDataError(f"task {task.metadata.name}: its data could not be reached: {e}") from e
 
 
 def evaluate_tasks(model: MtebEncoder, tasks: list, results_dir: Path, batch_size: int) -> dict[str, Any]:

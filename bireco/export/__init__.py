@@ -22,6 +22,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from bireco.errors import UserError
 from bireco.export.sentence_transformers import Prompt
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ EXPORT_FILE = "bireco_export.json"
 EVAL_SEPARATOR = ": "
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """The run cannot be exported (unfinished, missing files, target exists)."""
 
 

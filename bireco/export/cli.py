@@ -9,7 +9,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from bireco.cli import CONF_DIR  # also: offline by default, resolvers registered
+from bireco.cli import CONF_DIR, console_environment, exit_on_user_error  # also: resolvers registered
 
 log = logging.getLogger("bireco")
 
@@ -19,9 +19,17 @@ def hydra_app(config_name: str, job: Callable[[DictConfig], Any]) -> Callable[[]
 
     @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
     def _main(cfg: DictConfig) -> Any:
-        return job(cfg)
+        try:
+            return job(cfg)
+        except Exception as e:
+            exit_on_user_error(e, f"bireco-{config_name}")
+            raise
 
-    return _main
+    def entry() -> Any:
+        console_environment()
+        return _main()
+
+    return entry
 
 
 def run_export(cfg: DictConfig) -> str:

@@ -1,17 +1,20 @@
 """Write a sentence-transformers folder that embeds exactly like bireco's `TextEncoder`, with standard ST modules.
 
 Why no custom module: since sentence-transformers 6.0 any module class outside `sentence_transformers.*` needs
-`trust_remote_code=True` (and bireco installed) to load. Instead the template lives in the exported *tokenizer*:
+`trust_remote_code=True` (and bireco installed) to load. Instead the template is split between ST's prompts and
+the exported *tokenizer*, so that ST tokenizes the same joined string bireco does:
 
-- the fixed pieces (BOS, chat prefix, suffix, pooled EOS id) are a `TemplateProcessing` post-processor, so they
-  are added as token ids after truncation, which cuts only the text, as `BoundTemplate` does;
-- bireco tokenizes instruction, separator and text each on its own. sentence-transformers prepends a prompt
-  string to the text and tokenizes the whole, which merges tokens across the boundaries (`"; " + "Who"` gives
-  `["; ", "Ġ", "Who"]` in bireco but `[";", "ĠWho"]` as one string). A `Split` pre-tokenizer that isolates
-  exactly the exported `instruction` + `separator` pairs at the start of a text restores bireco's pieces.
+- the template prefix (chat header) and, for queries, `instruction + separator` are ST *prompts*: ST prepends
+  a prompt to the text as a string and tokenizes the whole, exactly as `BoundTemplate` tokenizes the joined
+  text. Documents get the prefix alone through `default_prompt_name="document"`;
+- BOS, the suffix and the pooled EOS id are a `TemplateProcessing` post-processor: added as token ids after
+  truncation, which therefore cuts only the text, as `BoundTemplate` does. The suffix ids are read off a joined
+  encoding (`_suffix_ids`), never tokenized alone;
+- a template with `strip` (Llama-3's chat template trims the turn) strips the same whitespace with `Replace`
+  normalizers.
 
-The result is a Transformer (the decoder stack) -> Pooling (last token) -> Normalize pipeline that loads with a
-plain `SentenceTransformer(DIR)`; `check_tokenization` proves the ids equal bireco's before anything is written.
+`check_tokenization` proves the ids equal bireco's on probe texts before anything is written; a template whose
+suffix would merge with the text's last characters fails there, naming the prompt and the text.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenizers import Regex, pre_tokenizers, processors
+from tokenizers import Regex, normalizers, processors
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from bireco.models.templates import BoundTemplate
+from bireco.models.templates import BoundTemplate, Segment
 
 # bireco pooling name -> sentence-transformers pooling mode (same math: last real token / mean / position-weighted)
 ST_POOLING = {"eos": "lasttoken", "mean": "mean", "weighted_mean": "weightedmean"}
@@ -32,11 +35,16 @@ ST_POOLING = {"eos": "lasttoken", "mean": "mean", "weighted_mean": "weightedmean
 # text inputs only: a chat template in the tokenizer must never re-wrap texts the tokenizer already wraps
 TEXT_ONLY = {"text": {"method": "forward", "method_output_name": "last_hidden_state"}}
 
-# exactness probes: plain, punctuation at the start, spaces, long (truncated) and non-ASCII text
+# the ST prompt that gives documents (no instruction) the template prefix
+DOCUMENT_PROMPT = "document"
+
+# exactness probes: plain, punctuation at the start, spaces, newlines, long (truncated) and non-ASCII text
 PROBE_TEXTS = (
     "Who lives in the city by the river?",
     ": starts with a separator-like colon",
     "  leading and trailing spaces  ",
+    "\nstarts with a newline",
+    "ends with a space ",
     "word " * 600,
     "Café naïve — 東京 ✓",
 )
@@ -58,39 +66,49 @@ class ExportTokenizationError(ValueError):
     """The exported tokenizer would not reproduce bireco's token ids."""
 
 
-def split_pattern(prompts: Sequence[Prompt]) -> str | None:
-    """Regex isolating `instruction` and `separator` of each prompt at the very start of a text.
+def st_prompts(bound: BoundTemplate, prompts: Mapping[str, Prompt]) -> dict[str, str]:
+    """The prompt strings the exported model carries: the template prefix, then `instruction + separator`."""
+    prefix = bound.template.prefix
+    out = {name: prefix + p.text for name, p in prompts.items()}
+    out[DOCUMENT_PROMPT] = prefix
+    return out
 
-    Each pair contributes `\\A<instr>(?=<sep>)` (the instruction, only when the separator follows) and
-    `(?<=\\A<instr>)<sep>` (the separator right after it); lookbehinds are fixed-width per alternative, as
-    Oniguruma (the tokenizers regex engine) requires.
+
+def _suffix_ids(bound: BoundTemplate) -> list[int]:
+    """The suffix's ids as they follow a text in a joined encoding (a seam-free placeholder body)."""
+    enc = bound.encode_batch(["x"], max_length=1 << 20)[0]
+    last_text = len(enc.segments) - enc.segments[::-1].index(Segment.TEXT)
+    return enc.input_ids[last_text:-1]
+
+
+def _strip_normalizer(bound: BoundTemplate) -> normalizers.Normalizer:
+    """Strip the turn's content as `Template.strip` does: after the prefix's last special token, and at the end.
+
+    The tokenizer normalizes each stretch between special tokens on its own, so the content's start is the
+    start of its stretch plus whatever plain text of the prefix comes before it (Llama-3: `"\n\n"`).
     """
-    pairs = sorted({(p.instruction, p.separator) for p in prompts if p.instruction}, key=lambda x: (-len(x[0]), x))
-    if not pairs:
-        return None
-    alts = []
-    for instr, sep in pairs:
-        i, s = re.escape(instr), re.escape(sep)
-        alts.append(rf"\A{i}(?={s})" if sep else rf"\A{i}")
-        if sep:
-            alts.append(rf"(?<=\A{i}){s}")
-    return "|".join(alts)
+    prefix = bound.template.prefix
+    specials = [t for t in bound.tokenizer.get_added_vocab() if t and t in prefix]
+    tail = prefix[max((prefix.rfind(t) + len(t) for t in specials), default=0) :]
+    return normalizers.Sequence(
+        [
+            normalizers.Replace(Regex(rf"(?<=\A{re.escape(tail)})\s+" if tail else r"\A\s+"), ""),
+            normalizers.Replace(Regex(r"\s+\z"), ""),
+        ]
+    )
 
 
-def template_tokenizer(
-    tokenizer: PreTrainedTokenizerBase, bound: BoundTemplate, prompts: Sequence[Prompt], max_length: int
-) -> PreTrainedTokenizerBase:
-    """A copy of `tokenizer` that applies the template by itself (see the module docstring)."""
+def template_tokenizer(tokenizer: PreTrainedTokenizerBase, bound: BoundTemplate, max_length: int):
+    """A copy of `tokenizer` that adds BOS, suffix and EOS ids by itself (see the module docstring)."""
     if not getattr(tokenizer, "is_fast", False):
         raise ExportTokenizationError("sentence-transformers export needs a fast (tokenizers) tokenizer")
     tok = copy_tokenizer(tokenizer)
     backend = tok.backend_tokenizer
-    pattern = split_pattern(prompts)
-    if pattern is not None:
-        split = pre_tokenizers.Split(Regex(pattern), "isolated")
-        old = backend.pre_tokenizer
-        backend.pre_tokenizer = split if old is None else pre_tokenizers.Sequence([split, old])
-    head, tail = bound.bos_ids + bound.prefix_ids, [*bound.suffix_ids, bound.eos_id]
+    if bound.template.strip:
+        old = backend.normalizer
+        strip = _strip_normalizer(bound)
+        backend.normalizer = strip if old is None else normalizers.Sequence([strip, old])
+    head, tail = bound.bos_ids, [*_suffix_ids(bound), bound.eos_id]
     single, special = [], []
     for name, ids in (("<bireco_head>", head), ("$A", None), ("<bireco_tail>", tail)):
         if ids is None:
@@ -135,7 +153,7 @@ def check_tokenization(
             max_length,
             separator=prompt.separator if prompt else None,
         )
-        prefix = prompt.text if prompt else ""
+        prefix = bound.template.prefix + (prompt.text if prompt else "")
         theirs = st_tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length)["input_ids"]
         for text, a, b in zip(texts, ours, theirs, strict=True):
             n += 1
@@ -170,7 +188,7 @@ def write_sentence_transformers(
 
     if pooling not in ST_POOLING:
         raise ValueError(f"pooling '{pooling}' has no sentence-transformers equivalent; choose {sorted(ST_POOLING)}")
-    st_tok = template_tokenizer(tokenizer, bound, list(prompts.values()), max_length)
+    st_tok = template_tokenizer(tokenizer, bound, max_length)
     check_tokenization(st_tok, bound, prompts, max_length)
     src = Path(work_dir) / "st-source"
     model.get_decoder().save_pretrained(src)  # the LM head is never used for embeddings
@@ -178,7 +196,8 @@ def write_sentence_transformers(
     transformer = Transformer(str(src), modality_config=TEXT_ONLY, module_output_name="token_embeddings")
     st = SentenceTransformer(
         modules=[transformer, Pooling(transformer.get_embedding_dimension(), ST_POOLING[pooling]), Normalize()],
-        prompts={name: p.text for name, p in prompts.items()},
+        prompts=st_prompts(bound, prompts),
+        default_prompt_name=DOCUMENT_PROMPT,
         similarity_fn_name="cosine",
         device="cpu",
     )

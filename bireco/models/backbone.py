@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from bireco.errors import hub_access
 from bireco.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,14 @@ def read_artifact_meta(path: str | Path) -> dict[str, Any] | None:
     return json.loads(f.read_text()) if f.is_file() else None
 
 
+def _what(spec: BackboneSpec, kind: str) -> str:
+    at = f" at revision {spec.revision}" if spec.revision else ""
+    return f"{kind} '{spec.pretrained}'{at} (model.pretrained)"
+
+
 def load_tokenizer(spec: BackboneSpec) -> PreTrainedTokenizerBase:
-    tok = AutoTokenizer.from_pretrained(spec.pretrained, revision=spec.revision)
+    with hub_access(_what(spec, "the tokenizer of")):
+        tok = AutoTokenizer.from_pretrained(spec.pretrained, revision=spec.revision)
     if tok.pad_token_id is None:
         # padding is masked everywhere; any id works and eos is what the paper's code uses
         tok.pad_token = tok.eos_token
@@ -77,12 +84,13 @@ def load_backbone(spec: BackboneSpec, merge_adapters: bool = True) -> tuple[PreT
         if merge_adapters:
             model = model.merge_and_unload()
         return model, load_tokenizer(BackboneSpec(spec.pretrained))
-    model = AutoModelForCausalLM.from_pretrained(
-        spec.pretrained,
-        revision=spec.revision,
-        dtype=_dtype(spec.dtype),
-        attn_implementation=spec.attn_implementation,
-    )
+    with hub_access(_what(spec, "model")):
+        model = AutoModelForCausalLM.from_pretrained(
+            spec.pretrained,
+            revision=spec.revision,
+            dtype=_dtype(spec.dtype),
+            attn_implementation=spec.attn_implementation,
+        )
     return model, load_tokenizer(spec)
 
 

@@ -1,14 +1,19 @@
 """Turn structured (instruction, text) into token ids.
 
-Why a class instead of a format string: the pooled position must be a real EOS *token id* (never a string that
-might be split or dropped by truncation), truncation must cut only the body, and Stage I needs to know which
-tokens are template, instruction, text or EOS to choose its targets. So every piece is tokenized on its own and
-assembled from segments — no sentinel strings inside text, no re-tokenization to recover masks.
+The joined string `prefix [instruction separator] text suffix` is tokenized *once*, and each token's segment
+(template, instruction, text) comes from the tokenizer's character offsets. Tokenizing the pieces one by one
+would break merges at the seams — Mistral's `"[INST] "` alone ends in an extra `▁`, a separator `"; "` alone
+leaves a bare-space token before an unspaced first word — so a real model would see sequences it never saw in
+pretraining (`tests/models/test_templates_real.py` proves equality with the joined text on the real tokenizers).
+
+The pooled position is a real EOS *token id* appended after the suffix (never a string that truncation could
+cut), and truncation drops only body tokens, so template, instruction and EOS always survive.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from bisect import bisect_right
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
@@ -37,7 +42,7 @@ class Template:
     """How a text (and an optional instruction) becomes token ids.
 
     The layout is `[BOS] prefix [instruction separator] text suffix EOS`. Chosen by the model config
-    (`conf/template/*.yaml`); the code never inspects model names.
+    (`bireco/conf/template/*.yaml`); the code never inspects model names.
 
     Args:
         name: template name, recorded in artifacts and results.
@@ -47,6 +52,8 @@ class Template:
         eos_token: the token whose last hidden state is the embedding; None = the tokenizer's eos_token.
         instruction_separator: placed between the instruction and the text (the paper: "; " in training,
             ": " at evaluation in the authors' code).
+        strip: strip whitespace around the turn's content (instruction + separator + text), as a family's chat
+            template does when it applies Jinja's `trim` (Llama-3's).
     """
 
     name: str = "plain"
@@ -55,23 +62,28 @@ class Template:
     add_bos: bool = True
     eos_token: str | None = None
     instruction_separator: str = "; "
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    strip: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The settings (recorded in artifacts, so an artifact is evaluated with the template it was trained with)."""
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        return dict(self.__dict__)
 
     def bind(self, tokenizer: PreTrainedTokenizerBase) -> BoundTemplate:
-        """Tokenize the fixed pieces once for this tokenizer."""
+        """Check the template against one tokenizer (BOS, EOS id, character offsets)."""
         return BoundTemplate(self, tokenizer)
 
 
 class BoundTemplate:
-    """A template whose fixed pieces are tokenized for one tokenizer; assembles batches of sequences."""
+    """A template checked against one tokenizer; assembles batches of sequences."""
 
     def __init__(self, template: Template, tokenizer: PreTrainedTokenizerBase) -> None:
         self.template = template
         self.tokenizer = tokenizer
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError(
+                f"template '{template.name}' needs a fast (tokenizers) tokenizer: segments come from character "
+                f"offsets, which {type(tokenizer).__name__} does not give"
+            )
         self.bos_ids: list[int] = []
         if template.add_bos:
             if tokenizer.bos_token_id is None:
@@ -84,14 +96,19 @@ class BoundTemplate:
         if eos_id is None or eos_id == tokenizer.unk_token_id:
             raise ValueError(f"template '{template.name}': eos_token {eos!r} is not a single token of this tokenizer")
         self.eos_id: int = int(eos_id)
-        self.prefix_ids = self._ids(template.prefix)
-        self.suffix_ids = self._ids(template.suffix)
-        self.sep_ids = self._ids(template.instruction_separator)
-        # tokens every sequence spends outside the body
-        self.fixed_len = len(self.bos_ids) + len(self.prefix_ids) + len(self.suffix_ids) + 1
 
-    def _ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+    def joined(self, text: str, instruction: str | None = None, separator: str | None = None) -> tuple[str, list[int]]:
+        """The string that is tokenized, and where its pieces end: [prefix, instruction + separator, text]."""
+        t = self.template
+        head = f"{instruction}{t.instruction_separator if separator is None else separator}" if instruction else ""
+        content, lead = head + text, 0
+        if t.strip:
+            lead = len(content) - len(content.lstrip())
+            content = content.strip()
+        head_end = max(len(head) - lead, 0)
+        text_end = max(min(len(head) + len(text) - lead, len(content)), head_end)
+        p = len(t.prefix)
+        return f"{t.prefix}{content}{t.suffix}", [p, p + head_end, p + text_end]
 
     def encode_batch(
         self,
@@ -104,7 +121,7 @@ class BoundTemplate:
 
         Args:
             texts: the bodies.
-            instructions: one per text (None = no instruction), e.g. the task instruction for queries.
+            instructions: one per text (None or "" = no instruction), e.g. the task instruction for queries.
             max_length: total length cap, template and EOS included.
             separator: instruction separator for this call (evaluation may join with ": " where training used
                 "; "); None = the template's.
@@ -115,28 +132,35 @@ class BoundTemplate:
             raise ValueError(f"{len(texts)} texts but {len(instructions)} instructions")
         if not texts:
             return []
-        body_ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        uniq = {i for i in instructions if i}
-        sep_ids = self.sep_ids if separator is None else self._ids(separator)
-        instr_ids = {i: self._ids(i) + sep_ids for i in uniq}
+        joined = [self.joined(t, i, separator) for t, i in zip(texts, instructions, strict=True)]
+        enc = self.tokenizer(
+            [s for s, _ in joined], add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False
+        )
         out = []
-        for body, instr in zip(body_ids, instructions, strict=True):
-            ins = instr_ids[instr] if instr else []
-            budget = max_length - self.fixed_len - len(ins)
-            if budget < 1:
-                raise ValueError(
-                    f"max_length={max_length} leaves no room for text after template '{self.template.name}' "
-                    f"({self.fixed_len} tokens) and instruction ({len(ins)} tokens)"
-                )
-            body = body[:budget]
-            head = self.bos_ids + self.prefix_ids
-            ids = head + ins + body + self.suffix_ids + [self.eos_id]
-            segs = (
-                [Segment.TEMPLATE] * len(head)
-                + [Segment.INSTRUCTION] * len(ins)
-                + [Segment.TEXT] * len(body)
-                + [Segment.TEMPLATE] * len(self.suffix_ids)
-                + [Segment.EOS]
-            )
-            out.append(Encoded(ids, [int(s) for s in segs]))
+        for ids, offsets, (_, ends) in zip(enc["input_ids"], enc["offset_mapping"], joined, strict=True):
+            segs = [_segment_of(start, end, ends) for start, end in offsets]
+            out.append(self._assemble(list(ids), segs, max_length))
         return out
+
+    def _assemble(self, ids: list[int], segs: list[int], max_length: int) -> Encoded:
+        """BOS + ids + EOS, with the body cut (from its end) to fit `max_length`."""
+        n_text = segs.count(Segment.TEXT)
+        room = max_length - (len(self.bos_ids) + len(ids) - n_text + 1)
+        if room < 1:
+            raise ValueError(
+                f"max_length={max_length} leaves no room for text after template '{self.template.name}' and "
+                f"instruction ({max_length - room} tokens)"
+            )
+        if n_text > room:  # the body is contiguous (offsets only grow), so dropping its tail is one splice
+            last = len(segs) - segs[::-1].index(Segment.TEXT)  # one past the body's last token
+            cut = slice(last - (n_text - room), last)
+            del ids[cut], segs[cut]
+        head = [int(Segment.TEMPLATE)] * len(self.bos_ids)
+        return Encoded(self.bos_ids + ids + [self.eos_id], head + segs + [int(Segment.EOS)])
+
+
+def _segment_of(start: int, end: int, ends: list[int]) -> int:
+    """A token belongs to the piece its last character is in (`" Who"` after `";"` is text, not separator)."""
+    last = max(end - 1, start)
+    piece = bisect_right(ends, last)  # 0 prefix, 1 instruction + separator, 2 text, 3 suffix
+    return int((Segment.TEMPLATE, Segment.INSTRUCTION, Segment.TEXT, Segment.TEMPLATE)[piece])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -24,7 +23,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from bireco.conf import CONF_DIR
 from bireco.data.formats import DataFormatError, parse_row
+from bireco.errors import UserError
 from bireco.reconstruct.generate import DecodeConfig
 from bireco.reconstruct.reconstructor import DIRECTIONS, Pair, Reconstructor, summarize
 from bireco.utils.io import atomic_path, atomic_write_json
@@ -32,11 +33,10 @@ from bireco.utils.iterate import batched
 
 log = logging.getLogger("bireco.reconstruct")
 
-CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "conf")
 DONE_FILE = "stage_done.json"  # = bireco.pipeline.DONE_FILE (not imported: that would load the training stack)
 
 
-class ReconstructError(ValueError):
+class ReconstructError(UserError, ValueError):
     """Bad arguments or inputs for `bireco-reconstruct`."""
 
 
@@ -229,7 +229,7 @@ def _main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     try:
         out = run(cfg)
-    except (ReconstructError, DataFormatError, FileNotFoundError) as e:
+    except (UserError, FileNotFoundError) as e:
         raise SystemExit(f"bireco-reconstruct: {e}") from None
     if cfg.text is not None:
         sys.stdout.write(out["generated"] + "\n")
@@ -267,8 +267,9 @@ def reconstruct_argv(argv: list[str]) -> list[str]:
 
 def main() -> None:
     """`bireco-reconstruct` console entry point."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "0" if os.environ.get("BIRECO_ONLINE") else "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from bireco.cli import console_environment
+
+    console_environment()
     sys.argv = [sys.argv[0], *reconstruct_argv(sys.argv[1:])]
     _main()
 

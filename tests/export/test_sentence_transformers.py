@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from bireco.export.sentence_transformers import (
+    DOCUMENT_PROMPT,
     ExportTokenizationError,
     Prompt,
     check_tokenization,
-    split_pattern,
+    st_prompts,
     template_tokenizer,
 )
 from bireco.models.templates import Template
@@ -33,36 +34,34 @@ def tokenizer(tmp_path_factory):
     return train_tokenizer(TEXTS, 320, tmp_path_factory.mktemp("tok"))
 
 
-@pytest.mark.parametrize("template", [Template(), CHAT], ids=["plain", "chat"])
+@pytest.mark.parametrize("template", [Template(), CHAT, Template(prefix=" x:", strip=True)], ids=["plain", "chat", "strip"])
 def test_exported_tokenizer_gives_bireco_ids(tokenizer, template: Template) -> None:
     bound = template.bind(tokenizer)
-    st_tok = template_tokenizer(tokenizer, bound, list(PROMPTS.values()), max_length=64)
-    texts = ["person 3 lives in city 3", ": violin", "  two  spaces ", "violin " * 80, "find the city"]
-    # 5 texts x (no prompt + 3 prompts), the long one truncated to 64 tokens with the template kept
-    assert check_tokenization(st_tok, bound, PROMPTS, 64, texts) == 20
-    long_ids = st_tok(PROMPTS["query"].text + texts[3], truncation=True, max_length=64)["input_ids"]
-    assert len(long_ids) == 64 and long_ids[-len(bound.suffix_ids) - 1 :] == [*bound.suffix_ids, bound.eos_id]
-    assert long_ids[: len(bound.bos_ids + bound.prefix_ids)] == bound.bos_ids + bound.prefix_ids
+    st_tok = template_tokenizer(tokenizer, bound, max_length=64)
+    texts = ["person 3 lives in city 3", ": violin", "  two  spaces ", "violin " * 80, "find the city", "\nnl"]
+    # 6 texts x (no prompt + 3 prompts), the long one truncated to 64 tokens with the template kept
+    assert check_tokenization(st_tok, bound, PROMPTS, 64, texts) == 24
+    long_ids = st_tok(st_prompts(bound, PROMPTS)["query"] + texts[3], truncation=True, max_length=64)["input_ids"]
+    ours = bound.encode_batch([texts[3]], ["find the city"], 64, ": ")[0].input_ids
+    assert len(long_ids) == 64 and long_ids == ours and long_ids[-1] == bound.eos_id  # suffix + EOS survive
     # the caller's tokenizer is left untouched
     assert tokenizer("find the city")["input_ids"] == tokenizer("find the city", add_special_tokens=False)["input_ids"]
 
 
-def test_without_the_prompt_split_the_ids_differ(tokenizer) -> None:
-    """Why the Split pre-tokenizer exists: prompt + text tokenized as one string merges across the boundary."""
-    bound = Template().bind(tokenizer)
-    st_tok = template_tokenizer(tokenizer, bound, [], max_length=40)  # no prompts known -> no Split
-    with pytest.raises(ExportTokenizationError, match="prompt 'query'"):
+def test_prompts_carry_the_template_prefix_and_documents_get_it_by_default(tokenizer) -> None:
+    bound = CHAT.bind(tokenizer)
+    prompts = st_prompts(bound, PROMPTS)
+    assert prompts[DOCUMENT_PROMPT] == "user says:\n"
+    assert prompts["query"] == "user says:\nfind the city: "
+    assert prompts["nosep"] == "user says:\nviolin"
+
+
+def test_a_mismatch_is_refused_naming_prompt_and_text(tokenizer) -> None:
+    """check_tokenization fails loudly when the exported tokenizer and bireco disagree (here: another template)."""
+    bound = CHAT.bind(tokenizer)
+    st_tok = template_tokenizer(tokenizer, Template().bind(tokenizer), max_length=40)
+    with pytest.raises(ExportTokenizationError, match="prompt '<document>', text 'violin in city 3'"):
         check_tokenization(st_tok, bound, {"query": PROMPTS["query"]}, 40, ["violin in city 3"])
-
-
-def test_split_pattern_isolates_instruction_and_separator_at_the_start_only() -> None:
-    import re
-
-    pattern = split_pattern([Prompt("a.b", ": "), Prompt("a.b", "; ")])
-    assert re.findall(pattern, "a.b: x a.b: y") == ["a.b", ": "]  # only at the start of the text
-    assert re.findall(pattern, "a.b; x") == ["a.b", "; "]
-    assert re.findall(pattern, "aXb: x") == []  # the instruction is matched literally
-    assert split_pattern([]) is None
 
 
 @pytest.mark.integration

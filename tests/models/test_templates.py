@@ -1,4 +1,4 @@
-"""Template/BoundTemplate: ids are assembled from separately tokenized segments; only the body is truncated."""
+"""Template/BoundTemplate: the joined text is tokenized once, segments come from offsets, only the body is cut."""
 
 from __future__ import annotations
 
@@ -20,18 +20,19 @@ def chat() -> Template:
     return Template(name="chat", prefix="Q:", suffix=" end", add_bos=True, instruction_separator="; ")
 
 
-def test_segments_line_up_with_ids(tiny_tokenizer: PreTrainedTokenizerFast, chat: Template) -> None:
+def test_ids_are_the_joined_text_tokenized_once(tiny_tokenizer: PreTrainedTokenizerFast, chat: Template) -> None:
     bound = chat.bind(tiny_tokenizer)
     text, instr = "the cat sat on the mat", "find a document"
     (enc,) = bound.encode_batch([text], [instr])
-    prefix, suffix = ids(tiny_tokenizer, "Q:"), ids(tiny_tokenizer, " end")
-    ins = ids(tiny_tokenizer, instr) + ids(tiny_tokenizer, "; ")
-    body = ids(tiny_tokenizer, text)
     bos, eos = tiny_tokenizer.bos_token_id, tiny_tokenizer.eos_token_id
-    assert enc.input_ids == [bos, *prefix, *ins, *body, *suffix, eos]
-    assert enc.segments == ([T] * (1 + len(prefix)) + [INS] * len(ins) + [X] * len(body) + [T] * len(suffix) + [E])
+    assert enc.input_ids == [bos, *ids(tiny_tokenizer, f"Q:{instr}; {text} end"), eos]
     assert len(enc.segments) == len(enc.input_ids)
-    assert bound.fixed_len == 1 + len(prefix) + len(suffix) + 1
+    # each token's segment is the piece its last character is in
+    toks = tiny_tokenizer(f"Q:{instr}; {text} end", add_special_tokens=False, return_offsets_mapping=True)
+    ends = [e for _, e in toks["offset_mapping"]]
+    p, i, x = len("Q:"), len(f"Q:{instr}; "), len(f"Q:{instr}; {text}")
+    want = [T if e <= p else INS if e <= i else X if e <= x else T for e in ends]
+    assert enc.segments == [T, *want, E]
 
 
 def test_eos_is_the_final_token_id(tiny_tokenizer: PreTrainedTokenizerFast) -> None:
@@ -72,17 +73,16 @@ def test_add_bos_without_tokenizer_bos_raises(tiny_tokenizer: PreTrainedTokenize
         Template(name="t", add_bos=True).bind(tok)
 
 
-def test_instruction_is_its_own_segment_never_string_concatenated(tiny_tokenizer: PreTrainedTokenizerFast) -> None:
-    # with an empty separator, string concatenation would merge the instruction's last word with the text's first
-    instr, text = "find the", "re is a cat"
-    concatenated = ids(tiny_tokenizer, instr + text)
-    separate = ids(tiny_tokenizer, instr) + ids(tiny_tokenizer, text)
-    assert concatenated != separate, "precondition: pick strings whose concatenation tokenizes differently"
-    bound = Template(add_bos=False, instruction_separator="").bind(tiny_tokenizer)
+def test_the_separator_merges_with_the_text_as_in_the_joined_string(tiny_tokenizer: PreTrainedTokenizerFast) -> None:
+    """Tokenizing pieces apart would leave a bare-space token after the separator; the joined text does not."""
+    instr, text = "find the", "cat"
+    separate = ids(tiny_tokenizer, instr) + ids(tiny_tokenizer, "; ") + ids(tiny_tokenizer, text)
+    joined = ids(tiny_tokenizer, f"{instr}; {text}")
+    assert separate != joined, "precondition: the seam merges differently"
+    bound = Template(add_bos=False).bind(tiny_tokenizer)
     (enc,) = bound.encode_batch([text], [instr])
-    assert enc.input_ids == [*separate, tiny_tokenizer.eos_token_id]
-    n_ins = len(ids(tiny_tokenizer, instr))
-    assert enc.segments == [INS] * n_ins + [X] * len(ids(tiny_tokenizer, text)) + [E]
+    assert enc.input_ids == [*joined, tiny_tokenizer.eos_token_id]
+    assert enc.segments[-2] == X and tiny_tokenizer.decode(enc.input_ids[-2:-1]) == " cat"  # the space goes with it
 
 
 def test_instruction_tokens_plus_separator_form_the_instruction_segment(
@@ -91,11 +91,11 @@ def test_instruction_tokens_plus_separator_form_the_instruction_segment(
     bound = chat.bind(tiny_tokenizer)
     texts = ["the cat", "a dog", "the bird"]
     encs = bound.encode_batch(texts, ["find a document", None, ""])
-    want_ins = ids(tiny_tokenizer, "find a document") + ids(tiny_tokenizer, "; ")
     got_ins = [i for i, s in zip(encs[0].input_ids, encs[0].segments, strict=True) if s == INS]
-    assert got_ins == want_ins
+    assert tiny_tokenizer.decode(got_ins) == "find a document;"  # the space before "the" belongs to " the"
     for enc, text in zip(encs, texts, strict=True):
-        assert [i for i, s in zip(enc.input_ids, enc.segments, strict=True) if s == X] == ids(tiny_tokenizer, text)
+        body = [i for i, s in zip(enc.input_ids, enc.segments, strict=True) if s == X]
+        assert tiny_tokenizer.decode(body).strip() == text
     # None and "" both mean "no instruction": no INSTRUCTION tokens and no separator
     assert INS not in encs[1].segments
     assert INS not in encs[2].segments
@@ -106,19 +106,19 @@ def test_truncation_cuts_only_the_body(tiny_tokenizer: PreTrainedTokenizerFast, 
     bound = chat.bind(tiny_tokenizer)
     text = " ".join(["the quick dog ran over the river"] * 6)
     instr = "find a passage"
-    body = ids(tiny_tokenizer, text)
-    ins = ids(tiny_tokenizer, instr) + ids(tiny_tokenizer, "; ")
-    head = [tiny_tokenizer.bos_token_id, *ids(tiny_tokenizer, "Q:")]
-    tail = [*ids(tiny_tokenizer, " end"), tiny_tokenizer.eos_token_id]
-    for keep in (1, 5, len(body) - 1):
-        max_length = bound.fixed_len + len(ins) + keep
+    (full,) = bound.encode_batch([text], [instr], max_length=1 << 20)
+    first = full.segments.index(X)
+    last = len(full.segments) - full.segments[::-1].index(X)
+    n_body = last - first
+    for keep in (1, 5, n_body - 1):
+        max_length = len(full.input_ids) - n_body + keep
         (enc,) = bound.encode_batch([text], [instr], max_length=max_length)
         assert len(enc.input_ids) == max_length
-        assert enc.input_ids == head + ins + body[:keep] + tail
+        assert enc.input_ids == full.input_ids[: first + keep] + full.input_ids[last:]
         assert enc.segments.count(X) == keep
     # a body that fits is untouched, and the sequence is shorter than the cap
-    (enc,) = bound.encode_batch([text], [instr], max_length=bound.fixed_len + len(ins) + len(body) + 10)
-    assert enc.input_ids == head + ins + body + tail
+    (enc,) = bound.encode_batch([text], [instr], max_length=len(full.input_ids) + 10)
+    assert enc.input_ids == full.input_ids
 
 
 def test_truncation_without_instruction_spends_the_budget_on_the_body(
@@ -128,19 +128,20 @@ def test_truncation_without_instruction_spends_the_budget_on_the_body(
     text = " ".join(["a small green tree"] * 10)
     (enc,) = bound.encode_batch([text], max_length=20)
     assert len(enc.input_ids) == 20
-    assert enc.segments.count(X) == 20 - bound.fixed_len
+    assert enc.segments.count(X) == 20 - sum(s != X for s in enc.segments)
     assert enc.input_ids[-1] == tiny_tokenizer.eos_token_id
 
 
 def test_max_length_leaving_no_room_for_text_raises(tiny_tokenizer: PreTrainedTokenizerFast, chat: Template) -> None:
     bound = chat.bind(tiny_tokenizer)
-    n_ins = len(ids(tiny_tokenizer, "find a passage")) + len(ids(tiny_tokenizer, "; "))
+    (enc,) = bound.encode_batch(["the cat"], ["find a passage"])
+    fixed = sum(s != X for s in enc.segments)
     with pytest.raises(ValueError, match=r"max_length=\d+ leaves no room for text after template 'chat'"):
-        bound.encode_batch(["the cat"], ["find a passage"], max_length=bound.fixed_len + n_ins)
+        bound.encode_batch(["the cat"], ["find a passage"], max_length=fixed)
     with pytest.raises(ValueError, match="leaves no room"):
-        bound.encode_batch(["the cat"], max_length=bound.fixed_len)
+        bound.encode_batch(["the cat"], max_length=2)
     # one token of room is enough
-    (enc,) = bound.encode_batch(["the cat"], ["find a passage"], max_length=bound.fixed_len + n_ins + 1)
+    (enc,) = bound.encode_batch(["the cat"], ["find a passage"], max_length=fixed + 1)
     assert enc.segments.count(X) == 1
 
 
@@ -179,11 +180,9 @@ def test_collator_truncates_the_body_only_and_keeps_template_instruction_and_eos
     instr = "find a passage"
     long_q, short_q = " ".join(["the quick dog ran over the river"] * 4), "a cat"
     long_p, short_p = " ".join(["a small green tree"] * 10), "the red bird"
-    head = [tiny_tokenizer.bos_token_id, *ids(tiny_tokenizer, "Q:")]
-    tail = [*ids(tiny_tokenizer, " end"), tiny_tokenizer.eos_token_id]
-    ins = ids(tiny_tokenizer, instr) + ids(tiny_tokenizer, "; ")
-    max_length = len(head) + len(ins) + 4 + len(tail)  # room for 4 body tokens of an instructed query
-    assert len(ids(tiny_tokenizer, long_q)) > 4 and len(ids(tiny_tokenizer, short_q)) <= 4  # precondition
+    q_full = bound.encode_batch([long_q], [instr], 1 << 20)[0]
+    fixed = sum(s != X for s in q_full.segments)
+    max_length = fixed + 4  # room for 4 body tokens of an instructed query
     collator = PairCollator(bound, {"src": instr}, pad, max_length=max_length, with_negatives=False)
     batch = collator(
         [
@@ -191,15 +190,14 @@ def test_collator_truncates_the_body_only_and_keeps_template_instruction_and_eos
             {"query": short_q, "positive": short_p, "negative": None, "source": "src"},
         ]
     )
-    q_long = head + ins + ids(tiny_tokenizer, long_q)[:4] + tail
-    q_short = head + ins + ids(tiny_tokenizer, short_q) + tail
-    assert batch["query"]["input_ids"].tolist() == [q_long, q_short + [pad] * (len(q_long) - len(q_short))]
-    assert batch["query"]["segments"][0].tolist() == [T] * len(head) + [INS] * len(ins) + [X] * 4 + [T] * (
-        len(tail) - 1
-    ) + [E]
+    want = [e.input_ids for e in bound.encode_batch([long_q, short_q], [instr, instr], max_length)]
+    assert len(want[0]) == max_length and len(want[1]) < max_length  # precondition: one cut, one not
+    assert batch["query"]["input_ids"].tolist() == [want[0], want[1] + [pad] * (max_length - len(want[1]))]
+    segs = batch["query"]["segments"][0].tolist()
+    assert segs.count(X) == 4 and segs[-1] == E
+    assert [s for s in segs if s != X] == [s for s in q_full.segments if s != X]
     # documents get no instruction, so their body keeps the instruction's budget too
-    p_long = head + ids(tiny_tokenizer, long_p)[: max_length - len(head) - len(tail)] + tail
-    p_short = head + ids(tiny_tokenizer, short_p) + tail
-    assert len(p_long) == max_length
-    assert batch["positive"]["input_ids"].tolist() == [p_long, p_short + [pad] * (max_length - len(p_short))]
-    assert batch["positive"]["attention_mask"].sum(1).tolist() == [max_length, len(p_short)]
+    p_long = bound.encode_batch([long_p], None, max_length)[0]
+    assert p_long.segments.count(X) == max_length - sum(s != X for s in p_long.segments)
+    assert batch["positive"]["input_ids"][0].tolist() == p_long.input_ids
+    assert batch["positive"]["attention_mask"].sum(1).tolist()[0] == max_length
