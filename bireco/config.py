@@ -17,9 +17,10 @@ How the config says things, so "contradictory" has one meaning:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bireco.errors import UserError
 from bireco.models.pooling import POOLINGS
@@ -33,8 +34,81 @@ ON_BAD_ROW = ("error", "skip")
 BASE = "base"
 
 
+log = logging.getLogger(__name__)
+
+# Lightning precisions that cast the module's parameters themselves: full fine-tuning would step bf16/fp16 weights
+LOW_PRECISION_WEIGHTS = ("bf16-true", "16-true", "bf16", "16", "half", "transformer-engine")
+
+
 class ConfigError(UserError, ValueError):
     """The composed configuration is invalid."""
+
+
+SINGLE_DEVICE = ("auto", "single_device")
+
+
+def stage_strategy(cfg: DictConfig, name: str) -> Any:
+    """The strategy a stage runs under: its own `stages.<name>.strategy` replaces a distributed
+    `trainer.strategy` (ddp, fsdp, ...); single-device trainers (`trainer=cpu|gpu`) run every stage as they are.
+
+    Why per stage: full fine-tuning (Stage I) of a 7–8B model keeps fp32 master weights + AdamW state, 16 bytes
+    per parameter, so it must be sharded (FSDP), while its LoRA Stage II fits replicated (DDP) and needs whole
+    parameters for GradCache.
+    """
+    from bireco.distributed import strategy_name
+
+    spec = cfg.trainer.get("strategy")
+    own = cfg.stages[name].get("strategy")
+    if own is not None and strategy_name(spec) not in SINGLE_DEVICE:
+        spec = own
+    return OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else spec
+
+
+def candidate_pool(stage: DictConfig, world_size: int) -> tuple[int, int]:
+    """(candidate pool, global batch) of a contrastive stage: how many rows' positives and negatives each query
+    is scored against, and how many rows one optimizer step trains on.
+
+    The pool is the per-device batch (all of it, also when GradCache embeds it in chunks) times the ranks it is
+    gathered from. Gradient accumulation does not grow it: each micro-batch is its own softmax.
+    """
+    rows = int(stage.batch_size)
+    pool = rows * (world_size if stage.get("gather_across_ranks", True) else 1)
+    return pool, rows * world_size * int(stage.accumulate_grad_batches)
+
+
+POOLS = ("global_batch", "micro_batch")
+
+
+def check_candidate_pool(stage: DictConfig, world_size: int | None) -> None:
+    """`stages.contrastive.pool` says which candidates a query is scored against, and the layout must give it.
+
+    `global_batch` (default): every row of the optimizer step — so no gradient accumulation (use GradCache
+    chunks) and gathering across ranks. `micro_batch`: accumulation (or no gather) is allowed, and the pool
+    size it leaves is logged next to the global batch.
+
+    Args:
+        world_size: number of ranks, or None where it is known only at fit start (`trainer.devices=-1`).
+    """
+    mode = stage.get("pool", "global_batch")
+    if mode not in POOLS:
+        raise ConfigError(f"stages.contrastive.pool={mode!r}: choose one of {list(POOLS)}")
+    k, gather = int(stage.accumulate_grad_batches), stage.get("gather_across_ranks", True)
+    if k == 1 and (gather or world_size == 1):
+        return
+    if world_size is None:
+        sizes = f"{stage.batch_size} rows per rank (x ranks if gathered), of a global batch {k}x larger"
+    else:
+        pool, global_batch = candidate_pool(stage, world_size)
+        sizes = f"{pool} rows of a global batch of {global_batch}"
+    why = f"accumulate_grad_batches={k}" if k > 1 else "gather_across_ranks=false"
+    if mode == "global_batch":
+        raise ConfigError(
+            f"stages.contrastive: with {why} each query is scored against {sizes} (each micro-batch or rank is its "
+            "own softmax), but stages.contrastive.pool=global_batch; embed the whole per-device batch in GradCache "
+            "chunks (accumulate_grad_batches=1, grad_cache.chunk_size=N) to keep the pool, or set "
+            "stages.contrastive.pool=micro_batch to accept the smaller pool"
+        )
+    log.warning("stages.contrastive.pool=micro_batch: with %s each query is scored against %s", why, sizes)
 
 
 def _is_number(value: Any) -> bool:
@@ -134,6 +208,11 @@ def _check_model(cfg: DictConfig) -> None:
         )
     if m.dtype not in DTYPES:
         raise ConfigError(f"model.dtype='{m.dtype}': choose one of {list(DTYPES)}")
+    if m.get("master_dtype") != "float32":
+        raise ConfigError(
+            f"model.master_dtype={m.get('master_dtype')!r}: full fine-tuning keeps float32 master weights (AdamW on "
+            "bf16 weights loses most updates at lr 4e-5); model.dtype sets the frozen weights' dtype"
+        )
     if not _positive_int(m.max_length):
         raise ConfigError(f"model.max_length must be a positive integer, got {m.max_length!r}")
     if m.tiny is not None and m.max_length > m.tiny.max_position_embeddings:
@@ -162,6 +241,13 @@ def validate_config(cfg: DictConfig) -> None:
         )
     for name in (["warmup"] if cfg.model.tiny is not None else []) + stages:
         _check_stage(name, cfg.stages[name])
+        precision = str(cfg.trainer.get("precision"))
+        if not cfg.stages[name].peft.enabled and precision in LOW_PRECISION_WEIGHTS:
+            raise ConfigError(
+                f"trainer.precision={precision} casts the weights themselves, so stage '{name}' (full fine-tuning) "
+                "would step low-precision weights and lose most updates; use precision=bf16-mixed (fp32 master "
+                "weights, bf16 compute)"
+            )
     probe = cfg.probe
     if bool(probe.get("mteb_data_root")) != bool(probe.get("mteb_every_n_steps")):
         raise ConfigError(
@@ -172,15 +258,39 @@ def validate_config(cfg: DictConfig) -> None:
 
 
 def _check_scale_out(cfg: DictConfig, stages: list[str]) -> None:
-    """Strategy mapping (FSDP / DeepSpeed), DeepSpeed installed, GradCache chunk and where GradCache works."""
+    """Strategies, the candidate pool, GradCache chunk and where GradCache works."""
+    from bireco.distributed import strategy_name
+
+    for stage in stages:
+        _check_strategy(stage_strategy(cfg, stage))
+    if "contrastive" not in stages:
+        return
+    st = cfg.stages.contrastive
+    devices, nodes = cfg.trainer.get("devices"), cfg.trainer.get("num_nodes", 1)
+    known = isinstance(devices, int) and devices > 0 and isinstance(nodes, int)  # else known only at fit start
+    check_candidate_pool(st, devices * nodes if known else None)
+    chunk = st.get("grad_cache", {}).get("chunk_size")
+    if chunk is not None and not _positive_int(chunk):
+        raise ConfigError(
+            f"stages.contrastive.grad_cache.chunk_size must be a positive integer or null, got {chunk!r}"
+        )
+    name = strategy_name(stage_strategy(cfg, "contrastive"))
+    if chunk is not None and (name.startswith("fsdp") or name.startswith("deepspeed")):
+        raise ConfigError(
+            f"stages.contrastive.grad_cache.chunk_size={chunk} with trainer.strategy={name}: GradCache needs whole "
+            "(unsharded) parameters; use it with trainer=ddp (or one device), or shard with gradient checkpointing"
+        )
+
+
+def _check_strategy(strategy: Any) -> None:
+    """Strategy mapping (FSDP / DeepSpeed), no ZeRO-3, DeepSpeed installed."""
     from bireco.distributed import deepspeed_available, strategy_name
 
-    strategy = cfg.trainer.get("strategy")
     name = strategy_name(strategy)
-    if isinstance(strategy, DictConfig) and name not in ("fsdp", "deepspeed"):
+    if isinstance(strategy, dict) and name not in ("fsdp", "deepspeed"):
         raise ConfigError(f"trainer.strategy.name='{name}': choose fsdp or deepspeed (or a Lightning strategy name)")
     zero3 = name.startswith("deepspeed_stage_3") or (
-        name == "deepspeed" and isinstance(strategy, DictConfig) and int(strategy.get("stage", 2)) == 3
+        name == "deepspeed" and isinstance(strategy, dict) and int(strategy.get("stage", 2)) == 3
     )
     if zero3:
         raise ConfigError(
@@ -193,16 +303,4 @@ def _check_scale_out(cfg: DictConfig, stages: list[str]) -> None:
         raise ConfigError(
             f"trainer.strategy={name}: DeepSpeed is not installed (it is not a bireco dependency: it needs a CUDA "
             "toolchain). `pip install deepspeed` on the cluster, or use trainer=fsdp / trainer=ddp"
-        )
-    if "contrastive" not in stages:
-        return
-    chunk = cfg.stages.contrastive.get("grad_cache", {}).get("chunk_size")
-    if chunk is not None and not _positive_int(chunk):
-        raise ConfigError(
-            f"stages.contrastive.grad_cache.chunk_size must be a positive integer or null, got {chunk!r}"
-        )
-    if chunk is not None and (name.startswith("fsdp") or name.startswith("deepspeed")):
-        raise ConfigError(
-            f"stages.contrastive.grad_cache.chunk_size={chunk} with trainer.strategy={name}: GradCache needs whole "
-            "(unsharded) parameters; use it with trainer=ddp (or one device), or shard with gradient checkpointing"
         )

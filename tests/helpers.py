@@ -10,12 +10,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from safetensors.torch import load_file
 
+from bireco.conf import CONF_DIR
 from bireco.models.tiny import TinyLlamaSpec
 from bireco.utils.resolvers import register
 
 register()
-
-from bireco.conf import CONF_DIR
 
 # a few optimizer steps of everything, small batches, a small probe: seconds per pipeline on 2 cores
 FAST = [

@@ -84,12 +84,12 @@ def test_direction_ablations_change_only_alpha(pipeline: str, alpha: float) -> N
 
 @pytest.mark.parametrize(
     ("model", "template", "s1", "s2"),
-    [
-        ("llama3.2-1b", "llama3", (32, 2), (128, 1)),
-        ("qwen2.5-1.5b", "qwen2", (32, 4), (128, 1)),
-        ("llama3.2-3b", "llama3", (16, 8), (64, 2)),
-        ("mistral-7b", "mistral", (1, 64), (32, 4)),
-        ("llama3.1-8b", "llama3", (1, 64), (32, 4)),
+    [  # Stage II: the paper's global batch 1024 as one pool — 128 rows per GPU, GradCache chunks where memory asks
+        ("llama3.2-1b", "llama3", (32, 2), (128, 1, None)),
+        ("qwen2.5-1.5b", "qwen2", (32, 4), (128, 1, None)),
+        ("llama3.2-3b", "llama3", (16, 8), (128, 1, 64)),
+        ("mistral-7b", "mistral", (1, 64), (128, 1, 32)),
+        ("llama3.1-8b", "llama3", (1, 64), (128, 1, 32)),
     ],
 )
 def test_paper_presets_carry_the_paper_settings(model: str, template: str, s1, s2) -> None:
@@ -97,7 +97,8 @@ def test_paper_presets_carry_the_paper_settings(model: str, template: str, s1, s
     rec, con = cfg.stages.reconstruction, cfg.stages.contrastive
     assert cfg.template.name == template
     assert (rec.batch_size, rec.accumulate_grad_batches) == s1
-    assert (con.batch_size, con.accumulate_grad_batches) == s2
+    assert (con.batch_size, con.accumulate_grad_batches, con.grad_cache.chunk_size) == s2
+    assert con.pool == "global_batch" and cfg.model.master_dtype == "float32"
     assert (rec.max_steps, rec.optim.lr, rec.optim.warmup_steps, rec.alpha) == (2000, 4e-5, 300, 0.2)
     assert (con.max_steps, con.optim.lr, con.optim.warmup_steps, con.scale) == (1000, 2e-4, 300, 50.0)
     assert not rec.peft.enabled
@@ -329,3 +330,45 @@ def test_validation_runs_before_any_model_is_loaded(tmp_path: Path, monkeypatch:
     with pytest.raises(ConfigError, match=r"^stages.reconstruction.alpha must be a number in \[0, 1\], got 2$"):
         bireco.pipeline.run_pipeline(cfg, run_dir)
     assert not run_dir.exists()
+
+
+PAPER_MODELS = ["llama3.2-1b", "qwen2.5-1.5b", "llama3.2-3b", "mistral-7b", "llama3.1-8b"]
+
+
+@pytest.mark.parametrize("model", PAPER_MODELS)
+def test_each_presets_candidate_pool_is_the_global_batch_its_comment_states(model: str) -> None:
+    """The header comment says "Stage II: 1024 = ..." (and "Stage I: 512 = ..."); the layout must give exactly that."""
+    import re
+
+    from bireco.config import candidate_pool
+
+    text = (Path(CONF_DIR) / "model" / f"{model}.yaml").read_text()
+    stated = {s: int(n) for s, n in re.findall(r"Stage (I|II): (\d+) =", text)}
+    cfg = compose_cfg([f"model={model}", "trainer=ddp"], fast=False)
+    world = cfg.model.resources.nodes * cfg.model.resources.gpus_per_node
+    pool, global_batch = candidate_pool(cfg.stages.contrastive, world)
+    assert pool == global_batch == stated["II"] == 1024
+    rec = cfg.stages.reconstruction
+    assert rec.batch_size * rec.accumulate_grad_batches * world == stated["I"]
+
+
+def test_accumulation_in_stage2_is_refused_unless_the_smaller_pool_is_asked_for(caplog) -> None:
+    from bireco.config import ConfigError, validate_config
+
+    over = ["trainer.devices=2", "stages.contrastive.accumulate_grad_batches=4", "stages.contrastive.batch_size=8"]
+    with pytest.raises(ConfigError, match=r"scored against 16 rows of a global batch of 64.*pool=global_batch"):
+        validate_config(compose_cfg(over))
+    with caplog.at_level("WARNING", logger="bireco.config"):
+        validate_config(compose_cfg([*over, "stages.contrastive.pool=micro_batch"]))
+    assert "scored against 16 rows of a global batch of 64" in caplog.text
+
+
+@pytest.mark.parametrize("model", ["mistral-7b", "llama3.1-8b"])
+def test_7b_8b_stage1_is_sharded_when_distributed_and_stage2_stays_replicated(model: str) -> None:
+    from bireco.config import stage_strategy
+
+    cfg = compose_cfg([f"model={model}", "trainer=ddp"], fast=False)
+    assert stage_strategy(cfg, "reconstruction")["name"] == "fsdp"
+    assert stage_strategy(cfg, "contrastive") == "ddp"  # GradCache needs whole parameters
+    single = compose_cfg([f"model={model}", "trainer=gpu"], fast=False)
+    assert stage_strategy(single, "reconstruction") == "auto"  # nothing to shard on one device

@@ -1,13 +1,20 @@
-"""Pad assembled sequences into tensors, and collate training rows into model inputs."""
+"""Pad assembled sequences into tensors, and collate training rows into model inputs.
+
+With gradient accumulation the unit of collation is the *window*: the micro-batches of one optimizer step.
+`WindowCollator` collates them together, so every micro-batch knows how many tokens of each segment the whole
+window has — what a loss averaged over the global batch's tokens must divide by (Stage I), however the lengths
+fall on the micro-batches.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from bireco.models.templates import BoundTemplate, Encoded
+from bireco.models.templates import BoundTemplate, Encoded, Segment
 
 
 def pad_encoded(enc: Sequence[Encoded], pad_id: int, side: str = "right") -> dict[str, torch.Tensor]:
@@ -75,3 +82,46 @@ class PairCollator:
         # counted here, on the CPU: the throughput monitor would otherwise sync the device every step
         batch["num_tokens"] = int(sum(int(v["attention_mask"].sum()) for v in batch.values() if isinstance(v, dict)))
         return batch
+
+
+def segment_counts(part: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Real tokens per segment of one padded role.  -> (len(Segment),) int64"""
+    segs = part["segments"][part["attention_mask"].bool()]
+    return torch.bincount(segs, minlength=len(Segment))
+
+
+@dataclass
+class Window:
+    """Where a micro-batch sits in its optimizer step, and the token counts of the whole step (this rank's rows).
+
+    Args:
+        index: this micro-batch's position in the window (0 .. size - 1).
+        size: micro-batches per optimizer step (the accumulation).
+        counts: role -> real tokens per segment over the window's micro-batches.  (len(Segment),) each
+    """
+
+    index: int
+    size: int
+    counts: dict[str, torch.Tensor]
+
+
+class WindowCollator:
+    """Rows of one optimizer step -> its micro-batches, each carrying the window's token counts (`Window`).
+
+    Args:
+        collator: collates one micro-batch.
+        micro_batch_size: rows per micro-batch.
+    """
+
+    def __init__(self, collator: PairCollator, micro_batch_size: int) -> None:
+        self.collator = collator
+        self.micro_batch_size = micro_batch_size
+
+    def __call__(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        b = self.micro_batch_size
+        micro = [self.collator(rows[s : s + b]) for s in range(0, len(rows), b)]
+        roles = [r for r in ("query", "positive", "negative") if any(r in m for m in micro)]
+        counts = {r: sum(segment_counts(m[r]) for m in micro if r in m) for r in roles}
+        for i, m in enumerate(micro):
+            m["window"] = Window(i, len(micro), counts)
+        return micro

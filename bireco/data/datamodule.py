@@ -17,7 +17,7 @@ from datasets import Dataset, Features, Value
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from bireco.data.collate import PairCollator
+from bireco.data.collate import PairCollator, WindowCollator
 from bireco.data.formats import DataFormatError, iter_rows, list_row_files
 from bireco.data.resumable import ResumableDataLoader
 from bireco.data.sampler import HomogeneousBatchSampler
@@ -95,7 +95,9 @@ class PairDataModule(L.LightningDataModule):
     Args:
         path: folder (or file) of training jsonl files.
         collator: turns a list of rows into model inputs (its instructions are filled in `setup`).
-        batch_size: per-rank batch size.
+        batch_size: per-rank (micro-)batch size.
+        accumulate: micro-batches per optimizer step (the stage's gradient accumulation); each step's rows are
+            one window of one source, collated together (`WindowCollator`).
         sources_cfg: source -> {instruction, ratio}; ratio None everywhere = proportional to size.
         default_instruction: for sources not in `sources_cfg`.
         val_path: held-out rows for validation; else `val_rows` rows are held out of the training files.
@@ -120,8 +122,10 @@ class PairDataModule(L.LightningDataModule):
         num_replicas: int = 1,
         rank: int = 0,
         length_grouping: int = 0,
+        accumulate: int = 1,
     ) -> None:
         super().__init__()
+        self.accumulate = accumulate
         self.length_grouping = length_grouping
         self.path = Path(path)
         self.collator = collator
@@ -169,7 +173,7 @@ class PairDataModule(L.LightningDataModule):
         """
         assert self.train_set is not None
         num_replicas = self.trainer.world_size if self.trainer is not None else self.num_replicas
-        global_batch = self.batch_size * num_replicas
+        global_batch = self.batch_size * self.accumulate * num_replicas
         small = {s: n for s, n in sorted(Counter(self.train_set["source"]).items()) if n < global_batch}
         if not small:
             return
@@ -186,7 +190,8 @@ class PairDataModule(L.LightningDataModule):
             lines.append(f"  source '{s}': {n} training rows{held}, from {where}")
         raise DataFormatError(
             f"{self.path}: sources with fewer training rows than one batch of {global_batch} rows "
-            f"({self.batch_size} per rank × {num_replicas} ranks):\n" + "\n".join(lines) + "\n"
+            f"({self.batch_size} per rank{f' × {self.accumulate} accumulation' if self.accumulate > 1 else ''} × "
+            f"{num_replicas} ranks):\n" + "\n".join(lines) + "\n"
             "lower the stage's batch_size, or drop or merge these sources"
         )
 
@@ -209,8 +214,10 @@ class PairDataModule(L.LightningDataModule):
             rank=rank,
             lengths=padded_lengths(self.train_set, self.collator) if self.length_grouping else None,
             length_grouping=self.length_grouping,
+            accumulate=self.accumulate,
         )
-        return ResumableDataLoader(self.train_set, sampler, self._train_progress, self.collator)
+        collate = self.collator if self.accumulate == 1 else WindowCollator(self.collator, self.batch_size)
+        return ResumableDataLoader(self.train_set, sampler, self._train_progress, collate, self.accumulate)
 
     def _train_progress(self) -> tuple[int, int]:
         """(epoch, batches trained in it), as the Trainer counts them: what a checkpoint must resume after."""

@@ -46,14 +46,19 @@ class ResumableBatchSampler(Sampler[list[int]]):
 
 
 class ResumableDataLoader(DataLoader):
-    """DataLoader with the `state_dict`/`load_state_dict` pair Lightning looks for.
+    """DataLoader with the `state_dict`/`load_state_dict` pair Lightning looks for; yields micro-batches.
+
+    With `micro_batches` > 1 the batch sampler yields whole windows (the rows of one optimizer step) and the
+    collator returns their micro-batches (`WindowCollator`); the loader yields those one at a time, so the
+    Trainer's accumulation sees ordinary batches.
 
     Args:
         dataset: map-style dataset.
-        batch_sampler: the epoch-deterministic batch sampler.
-        progress: returns (epoch, batches trained in it) — read from the Trainer at checkpoint time, because
-            the loader itself runs ahead of training (Lightning prefetches a batch).
-        collate_fn: batch builder.
+        batch_sampler: the epoch-deterministic batch sampler (of windows when `micro_batches` > 1).
+        progress: returns (epoch, micro-batches trained in it) — read from the Trainer at checkpoint time,
+            because the loader itself runs ahead of training (Lightning prefetches a batch).
+        collate_fn: batch builder (a `WindowCollator` when `micro_batches` > 1).
+        micro_batches: micro-batches per window (the stage's gradient accumulation).
     """
 
     def __init__(
@@ -62,6 +67,7 @@ class ResumableDataLoader(DataLoader):
         batch_sampler: Sampler[list[int]],
         progress: Callable[[], tuple[int, int]],
         collate_fn: Callable[[list[Any]], Any],
+        micro_batches: int = 1,
     ) -> None:
         # a private generator: a DataLoader otherwise draws its base seed from the global torch RNG at every
         # iter(), so a resumed run (which calls iter() at another moment) would shift dropout's random stream
@@ -73,10 +79,29 @@ class ResumableDataLoader(DataLoader):
             generator=torch.Generator().manual_seed(0),
         )
         self.progress = progress
+        self.micro_batches = micro_batches
+        self._skip_in_window = 0
+
+    def __len__(self) -> int:
+        return super().__len__() * self.micro_batches
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.micro_batches == 1:
+            return super().__iter__()
+        skip, self._skip_in_window = self._skip_in_window, 0
+        return self._micro_batches(super().__iter__(), skip)
+
+    @staticmethod
+    def _micro_batches(windows: Iterator[list[Any]], skip: int) -> Iterator[Any]:
+        for window in windows:
+            yield from window[skip:]
+            skip = 0
 
     def state_dict(self) -> dict[str, int]:
         epoch, done = self.progress()
         return {"epoch": epoch, "batches_done": done}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.batch_sampler.resume(int(state["epoch"]), int(state["batches_done"]))
+        # the sampler counts windows; a checkpoint taken inside one resumes after its trained micro-batches
+        windows, self._skip_in_window = divmod(int(state["batches_done"]), self.micro_batches)
+        self.batch_sampler.resume(int(state["epoch"]), windows)

@@ -31,6 +31,9 @@ class HomogeneousBatchSampler(Sampler[list[int]]):
             across sources by weight (a source may repeat rows or leave some out).
         seed: base seed; epoch e shuffles with seed + e (call `set_epoch`; Lightning does).
         num_replicas / rank: DDP world size and this rank.
+        accumulate: micro-batches per optimizer step. The global batch is `batch_size × num_replicas ×
+            accumulate` rows of one source, and each rank gets its `batch_size × accumulate` rows as one window
+            (collated into micro-batches by `WindowCollator`), so a whole optimizer step stays one source.
         lengths: per row, the token length of each padded field, most important first (e.g. `(document,
             query)`); needed when `length_grouping` > 0.
         length_grouping: mega-batch size in global batches for length-aware batching; 0 = off.
@@ -47,6 +50,7 @@ class HomogeneousBatchSampler(Sampler[list[int]]):
         shuffle: bool = True,
         lengths: Sequence[Sequence[int]] | None = None,
         length_grouping: int = 0,
+        accumulate: int = 1,
     ) -> None:
         if length_grouping < 0:
             raise ValueError(f"length_grouping must be >= 0 (0 = off), got {length_grouping}")
@@ -57,8 +61,11 @@ class HomogeneousBatchSampler(Sampler[list[int]]):
             )
         self.lengths = lengths
         self.length_grouping = length_grouping
+        if accumulate < 1:
+            raise ValueError(f"accumulate must be >= 1, got {accumulate}")
         self.batch_size = batch_size
-        self.global_batch = batch_size * num_replicas
+        self.window = batch_size * accumulate  # this rank's rows per optimizer step
+        self.global_batch = self.window * num_replicas
         self.rank = rank
         self.seed = seed
         self.shuffle = shuffle
@@ -71,7 +78,8 @@ class HomogeneousBatchSampler(Sampler[list[int]]):
         if small:
             raise ValueError(
                 f"sources with fewer rows than one global batch ({self.global_batch} = {batch_size} per rank × "
-                f"{num_replicas} ranks): {small}; lower the batch size, or drop or merge these sources"
+                + (f"{accumulate} accumulation × " if accumulate > 1 else "")
+                + f"{num_replicas} ranks): {small}; lower the batch size, or drop or merge these sources"
             )
         self.counts = self._batches_per_source(ratios)
 
@@ -114,9 +122,9 @@ class HomogeneousBatchSampler(Sampler[list[int]]):
                 pool = pool[self.global_batch :]
         if self.shuffle:
             rng.shuffle(batches)
-        lo = self.rank * self.batch_size
+        lo = self.rank * self.window
         for b in batches:
-            yield b[lo : lo + self.batch_size]
+            yield b[lo : lo + self.window]
 
 
 def length_order(rows: list[int], lengths: Sequence[Sequence[int]], mega: int, batch_size: int) -> list[int]:

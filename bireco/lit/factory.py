@@ -14,6 +14,7 @@ from hydra.utils import get_class
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
 from omegaconf import DictConfig, OmegaConf
 
+from bireco.config import check_candidate_pool, stage_strategy
 from bireco.data.collate import PairCollator
 from bireco.data.datamodule import PairDataModule
 from bireco.distributed import build_strategy, strategy_name
@@ -40,11 +41,24 @@ def build_template(cfg: DictConfig) -> Template:
     return Template(**OmegaConf.to_container(cfg.template, resolve=True))
 
 
+def load_dtype(cfg: DictConfig, stage: DictConfig) -> str:
+    """The dtype a stage's weights are loaded in.
+
+    Full fine-tuning keeps fp32 master weights: AdamW stepping bf16 weights rounds most updates away at the
+    paper's lr 4e-5 (measured in tests/lit/test_master_weights.py), and `precision: bf16-mixed` only autocasts
+    the compute. `model.dtype` (bf16 for the real presets) is for frozen weights: LoRA stages' base (peft keeps
+    the adapters in fp32) and evaluation.
+    """
+    return cfg.model.dtype if stage.peft.enabled else cfg.model.master_dtype
+
+
 def build_encoder(cfg: DictConfig, stage: DictConfig, init_from: str) -> TextEncoder:
     """Load weights from `init_from` (hub name, folder or stage artifact), add LoRA if the stage asks for it."""
     m = cfg.model
     model, tokenizer = load_backbone(
-        BackboneSpec(init_from, m.revision if init_from == m.pretrained else None, m.dtype, m.attn_implementation)
+        BackboneSpec(
+            init_from, m.revision if init_from == m.pretrained else None, load_dtype(cfg, stage), m.attn_implementation
+        )
     )
     model.train()  # from_pretrained returns eval mode, which would silently switch off (LoRA) dropout
     if m.gradient_checkpointing:
@@ -135,6 +149,7 @@ def build_trainer_and_module(
         on_bad_row=cfg.data.on_bad_row,
         max_rows_per_source=cfg.data.max_rows_per_source,
         length_grouping=cfg.data.get("length_grouping", 0),
+        accumulate=stage.accumulate_grad_batches,
     )
     last_ckpt = stage_dir / "checkpoints" / "last.ckpt"
     fault = FaultInjection.from_env(name)
@@ -159,7 +174,7 @@ def build_trainer_and_module(
         ]
     # the probes encode on rank 0 alone; under FSDP every forward is a collective (blocks are all-gathered), so
     # a rank-0-only forward would wait forever for the other ranks
-    sharded = strategy_name(cfg.trainer.get("strategy")).startswith("fsdp")
+    sharded = strategy_name(stage_strategy(cfg, name)).startswith("fsdp")
     if sharded:
         log.warning("stage '%s': training probes are off under FSDP (they run on rank 0 alone); use bireco-eval", name)
     probe = None
@@ -194,7 +209,7 @@ def build_trainer_and_module(
             )
         )
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer_kwargs["strategy"] = build_strategy(trainer_kwargs.get("strategy"), encoder.model)
+    trainer_kwargs["strategy"] = build_strategy(stage_strategy(cfg, name), encoder.model)
     # single-device / DDP checkpoints are replaced atomically; FSDP and DeepSpeed write their sharded layouts
     plugins = (
         [AtomicCheckpointIO()] if not isinstance(trainer_kwargs["strategy"], L.pytorch.strategies.Strategy) else []
@@ -212,4 +227,6 @@ def build_trainer_and_module(
         default_root_dir=str(stage_dir),
         use_distributed_sampler=False,  # our batch sampler shards the homogeneous global batch itself
     )
+    if name == "contrastive":
+        check_candidate_pool(stage, trainer.num_devices * trainer.num_nodes)
     return trainer, module, datamodule, probe

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from bireco.data.collate import Window, segment_counts
 from bireco.lit.base import OptimConfig, StageModule, batch_rows
 from bireco.losses.contrastive import gathered_info_nce, info_nce
 from bireco.losses.grad_cache import grad_cache_loss
@@ -76,6 +77,7 @@ class ReconstructionModule(StageModule):
         self.detach_anchor = detach_anchor
         self.target_segments = [Segment[s.upper()] for s in target_segments]
         self.chunk_size = chunk_size
+        self._step_losses: dict[str, torch.Tensor] = {}
 
     def _anchors(self, batch: dict[str, Any]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         e_q = self.encoder(batch["query"]["input_ids"], batch["query"]["attention_mask"]) if self.alpha > 0 else None
@@ -89,14 +91,23 @@ class ReconstructionModule(StageModule):
             e_d = e_d.detach() if e_d is not None else None
         return e_q, e_d
 
+    def _step_denominators(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Target-token counts of the whole optimizer step — every micro-batch of its window on every rank — and
+        the scale that turns this micro-batch's loss into its share of the step's mean (see the loss)."""
+        window: Window | None = batch.get("window")
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if window is None and world == 1:
+            return {}
+        counts = window.counts if window is not None else {r: segment_counts(batch[r]) for r in ("query", "positive")}
+        segs = [int(s) for s in self.target_segments]
+        n = torch.stack([counts["positive"][segs].sum(), counts["query"][segs].sum()]).to(self.device, torch.float32)
+        if world > 1:
+            n = self.trainer.strategy.reduce(n, reduce_op="sum")
+        micro = window.size if window is not None else 1
+        return {"denominators": {"q2d": n[0], "d2q": n[1]}, "scale": float(micro * world)}
+
     def _loss(self, batch: dict[str, Any], e_q, e_d, across_ranks: bool = False) -> dict[str, torch.Tensor]:
-        kwargs = {}
-        if across_ranks and self._trainer is not None and self.trainer.world_size > 1:
-            # the mean over the global batch's target tokens, not a mean of per-rank means
-            kwargs = {
-                "global_count": lambda n: self.trainer.strategy.reduce(n.detach().float(), reduce_op="sum"),
-                "world_size": self.trainer.world_size,
-            }
+        kwargs = self._step_denominators(batch) if across_ranks else {}
         return bidirectional_reconstruction_loss(
             self.model,
             e_q,
@@ -111,7 +122,17 @@ class ReconstructionModule(StageModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         losses = self._loss(batch, *self._anchors(batch), across_ranks=True)
-        self._log_losses("train", losses, batch_rows(batch))
+        window: Window | None = batch.get("window")
+        if window is None or window.size == 1:
+            self._log_losses("train", losses, batch_rows(batch))
+            return losses["loss"]
+        # the step's loss is the sum over its micro-batches of what the trainer backpropagates (loss / size)
+        if window.index == 0:
+            self._step_losses = {}
+        for k, v in losses.items():
+            self._step_losses[k] = self._step_losses.get(k, 0.0) + v.detach() / window.size
+        if window.index == window.size - 1:
+            self._log_losses("train", self._step_losses, batch_rows(batch) * window.size)
         return losses["loss"]
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

@@ -7,7 +7,7 @@ positions are consistent. The LM head is the backbone's own; only target positio
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -90,8 +90,8 @@ def bidirectional_reconstruction_loss(
     alpha: float,
     target_segments: Iterable[int],
     chunk_size: int = 4096,
-    global_count: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    world_size: int = 1,
+    denominators: Mapping[str, torch.Tensor] | None = None,
+    scale: float = 1.0,
 ) -> dict[str, torch.Tensor]:
     """L_I = α·L_Q2D + (1−α)·L_D2Q, each the mean over its target tokens in the batch.
 
@@ -102,9 +102,12 @@ def bidirectional_reconstruction_loss(
         e_q: (B, H) query embeddings (EBQ2D anchors), or None when α = 0.
         e_d: (B, H) document embeddings (EBD2Q anchors), or None when α = 1.
         query / document: padded batches with `input_ids`, `attention_mask`, `segments`.
-        global_count / world_size: under DDP, the sum of a token count over all ranks (an all-reduce) and the
-            number of ranks. Each rank then returns sum × world / global count, so DDP's gradient averaging yields
-            exactly the mean over the global batch's target tokens, however unevenly they fall on the ranks.
+        denominators: direction (`q2d`, `d2q`) -> the number of target tokens its mean is over; None = this
+            batch's own. With gradient accumulation and DDP this is the whole global batch's count (every
+            micro-batch of the step on every rank), so the step's gradient is that of one pass over the global
+            batch, however unevenly the tokens fall on micro-batches and ranks.
+        scale: multiplies each direction's loss; the trainer divides by it again (accumulation: the mean over
+            micro-batches; DDP: the mean over ranks), so pass `micro-batches × ranks` with global denominators.
     """
     segs = list(target_segments)
     out: dict[str, torch.Tensor] = {}
@@ -114,9 +117,9 @@ def bidirectional_reconstruction_loss(
             continue
         tm = target_mask(side["attention_mask"], side["segments"], segs)
         s, n = anchored_lm_loss_sum(model, anchor, side["input_ids"], side["attention_mask"], tm, chunk_size)
-        if global_count is not None:  # DDP: this rank's share of the mean over every rank's tokens (see Args)
-            s, n = s * world_size, global_count(n)
-        out[f"loss_{name}"] = s / n.clamp_min(1)
+        if denominators is not None:  # this micro-batch's share of the global batch's mean (see Args)
+            n = denominators[name]
+        out[f"loss_{name}"] = s * scale / n.clamp_min(1)
         total = total + weight * out[f"loss_{name}"]
     out["loss"] = total
     return out

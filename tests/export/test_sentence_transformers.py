@@ -34,7 +34,9 @@ def tokenizer(tmp_path_factory):
     return train_tokenizer(TEXTS, 320, tmp_path_factory.mktemp("tok"))
 
 
-@pytest.mark.parametrize("template", [Template(), CHAT, Template(prefix=" x:", strip=True)], ids=["plain", "chat", "strip"])
+@pytest.mark.parametrize(
+    "template", [Template(), CHAT, Template(prefix=" x:", strip=True)], ids=["plain", "chat", "strip"]
+)
 def test_exported_tokenizer_gives_bireco_ids(tokenizer, template: Template) -> None:
     bound = template.bind(tokenizer)
     st_tok = template_tokenizer(tokenizer, bound, max_length=64)

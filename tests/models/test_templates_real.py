@@ -88,9 +88,9 @@ def test_the_seams_are_real_on_these_tokenizers(name: str, folder: str) -> None:
     bound = template(name).bind(tok)
     t = bound.template
     instr, text = "Retrieve", "Who lives here?"
-    separate = [tok(p, add_special_tokens=False)["input_ids"] for p in (t.prefix, instr, t.instruction_separator, text)]
-    pieces = bound.bos_ids + [i for p in separate for i in p] + tok(t.suffix, add_special_tokens=False)["input_ids"]
-    assert pieces + [bound.eos_id] != joined_ids(tok, bound, text, instr)
+    parts = (t.prefix, instr, t.instruction_separator, text, t.suffix)
+    pieces = [i for p in parts for i in tok(p, add_special_tokens=False)["input_ids"]]
+    assert [*bound.bos_ids, *pieces, bound.eos_id] != joined_ids(tok, bound, text, instr)
 
 
 def test_mistral_inst_alone_ends_in_an_extra_space_piece() -> None:
