@@ -15,7 +15,7 @@ from bireco.models.encoder import TextEncoder
 from bireco.models.templates import Template
 from bireco.pipeline import run_pipeline
 from tests.helpers import artifact_weights, compose_cfg, logged_train_losses
-from tests.models.conftest import make_tiny_model, sentences, tiny_tokenizer, tiny_tokenizer_dir  # noqa: F401
+from tests.models.conftest import sentences
 
 # lengths that differ a lot between the micro-batches: a mean of per-micro-batch means would be wrong here
 ROWS = [
