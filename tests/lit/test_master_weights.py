@@ -43,8 +43,11 @@ class Capture(L.Callback):
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         self.lr = optimizer.param_groups[0]["lr"]
-        self.before = {n: (p.detach().float().clone(), p.grad.detach().float().clone())
-                       for n, p in pl_module.named_parameters() if p.grad is not None}
+        self.before = {
+            n: (p.detach().float().clone(), p.grad.detach().float().clone())
+            for n, p in pl_module.named_parameters()
+            if p.grad is not None
+        }
 
 
 def one_step(cfg, init_from: str, tmp_path: Path) -> tuple[dict, dict, float, L.LightningModule]:
