@@ -57,7 +57,7 @@ def _train(cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
 
     from bireco.distributed import is_global_zero
-    from bireco.pipeline import run_pipeline
+    from bireco.pipeline import RunFolderTaken, check_run_folder, run_pipeline
 
     # Lightning prints its own INFO lines; without this Hydra's root handler would print each twice
     for name in ("lightning.pytorch", "lightning.fabric"):
@@ -68,6 +68,13 @@ def _train(cfg: DictConfig) -> float | None:
     if multirun and cfg.get("run_group") is None:
         with open_dict(cfg):
             cfg.run_group = Path(hc.sweep.dir).name
+    try:
+        check_run_folder(cfg, out)  # before anything is written: a refused job leaves the other run as it was
+    except RunFolderTaken as e:
+        if not multirun:
+            exit_on_user_error(e, "bireco-train")
+        log.error("job refused, nothing written (the sweep goes on): %s", e)
+        return None
     (out / FAILED_FILE).unlink(missing_ok=True)
     try:
         results = run_pipeline(cfg, out)

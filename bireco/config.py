@@ -64,6 +64,19 @@ def stage_strategy(cfg: DictConfig, name: str) -> Any:
     return OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else spec
 
 
+def stage_max_steps(cfg: DictConfig, name: str) -> int:
+    """Optimizer steps of a stage: its `max_steps`, or with `budget_of: [stages...]` the sum of theirs (the
+    paper's same-budget control: Stage II alone for as many steps as Stage I + Stage II)."""
+    st = cfg.stages[name]
+    of = st.get("budget_of")
+    if not of:
+        return int(st.max_steps)
+    unknown = [s for s in of if s not in cfg.stages]
+    if unknown:
+        raise ConfigError(f"stages.{name}.budget_of={list(of)}: no stage config for {unknown}")
+    return sum(int(cfg.stages[s].max_steps) for s in of)
+
+
 def candidate_pool(stage: DictConfig, world_size: int) -> tuple[int, int]:
     """(candidate pool, global batch) of a contrastive stage: how many rows' positives and negatives each query
     is scored against, and how many rows one optimizer step trains on.
@@ -241,6 +254,7 @@ def validate_config(cfg: DictConfig) -> None:
         )
     for name in (["warmup"] if cfg.model.tiny is not None else []) + stages:
         _check_stage(name, cfg.stages[name])
+        stage_max_steps(cfg, name)
         precision = str(cfg.trainer.get("precision"))
         if not cfg.stages[name].peft.enabled and precision in LOW_PRECISION_WEIGHTS:
             raise ConfigError(

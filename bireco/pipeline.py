@@ -22,6 +22,7 @@ from bireco.config import validate_config
 from bireco.data.formats import iter_rows, list_row_files
 from bireco.data.synthetic import WorldSpec, generate_world
 from bireco.distributed import full_state_dict, is_global_zero, launched_as_many_processes
+from bireco.errors import UserError
 from bireco.lit.factory import build_trainer_and_module
 from bireco.lit.fault_tolerance import Preempted, PreemptionCheckpoint
 from bireco.lit.reconstruction_score import ReconstructionScore
@@ -34,6 +35,47 @@ from bireco.utils.tracking import finish_wandb
 log = logging.getLogger(__name__)
 
 DONE_FILE = "stage_done.json"
+
+
+class RunFolderTaken(UserError):
+    """The run folder holds another run (another config, pipeline or seed): nothing is written into it."""
+
+
+def check_run_folder(cfg: DictConfig, run_dir: Path) -> None:
+    """Refuse a folder that holds another run before anything is written there (a rerun of the same config
+    resumes or skips; a seed or setting that differs must get its own folder)."""
+    stages = [f"{i}-{name}" for i, name in enumerate(cfg.pipeline.stages)]
+    results = run_dir / "results.json"
+    if results.is_file():
+        r = json.loads(results.read_text())
+        mine = {"pipeline": cfg.pipeline.name, "seed": cfg.seed, "stages": list(cfg.pipeline.stages)}
+        theirs = {k: r.get(k) for k in mine}
+        if theirs != mine:
+            raise RunFolderTaken(
+                f"{run_dir} holds a finished run {theirs}, not {mine}; nothing was written there: " + FOLDER_HINT
+            )
+    found = {d.name for d in (run_dir / "stages").glob("*-*") if d.is_dir()}
+    other = sorted(found - set(stages))
+    if other:
+        raise RunFolderTaken(
+            f"{run_dir} holds stage folders {other} that pipeline={cfg.pipeline.name} does not run ({stages}); "
+            "nothing was written there: " + FOLDER_HINT
+        )
+    for folder, name in zip(stages, cfg.pipeline.stages, strict=True):
+        marker = run_dir / "stages" / folder / DONE_FILE
+        if marker.is_file():
+            done = json.loads(marker.read_text()).get("config_hash")
+            if done != stage_config_hash(cfg, name):
+                raise RunFolderTaken(
+                    f"{run_dir / 'stages' / folder} was finished with another configuration (config hash {done} != "
+                    f"{stage_config_hash(cfg, name)}); nothing was written there: " + FOLDER_HINT
+                )
+
+
+FOLDER_HINT = (
+    "give this run its own folder (hydra.run.dir=...; in a sweep, put what differs — e.g. the seed — in "
+    "hydra.sweep.subdir, as the experiment configs do)"
+)
 
 
 class StageError(RuntimeError):
@@ -228,6 +270,7 @@ def run_pipeline(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Run every stage of `cfg.pipeline.stages` into `run_dir`; write and return `results.json`."""
     validate_config(cfg)
     run_dir = Path(run_dir)
+    check_run_folder(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if is_global_zero():
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))

@@ -73,6 +73,30 @@ def test_bireco_and_baseline_differ_only_in_the_stage_list() -> None:
     assert baseline["pipeline.stages"] == ["contrastive"]
 
 
+def test_the_budget_control_is_the_baseline_run_for_both_stages_steps() -> None:
+    from bireco.config import stage_max_steps
+
+    budget = compose_cfg(["pipeline=baseline_budget"], fast=False)
+    baseline = compose_cfg(["pipeline=baseline"], fast=False)
+    a, b = _flat(budget), _flat(baseline)
+    assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == {"pipeline.name", "stages.contrastive.budget_of"}
+    bireco = compose_cfg(["pipeline=bireco"], fast=False)
+    both = stage_max_steps(bireco, "reconstruction") + stage_max_steps(bireco, "contrastive")
+    assert stage_max_steps(budget, "contrastive") == both == 500  # the tiny preset: 300 + 200
+    assert stage_max_steps(baseline, "contrastive") == 200
+    # a command-line change of either stage's steps carries over to the control
+    moved = compose_cfg(["pipeline=baseline_budget", "stages.reconstruction.max_steps=7"], fast=False)
+    assert stage_max_steps(moved, "contrastive") == 207
+
+
+def test_the_anchor_control_differs_from_bireco_only_in_the_anchor() -> None:
+    control = _flat(compose_cfg(["pipeline=anchor_control"], fast=False))
+    bireco = _flat(compose_cfg(["pipeline=bireco"], fast=False))
+    differing = {k for k in control.keys() | bireco.keys() if control.get(k) != bireco.get(k)}
+    assert differing == {"pipeline.name", "stages.reconstruction.anchor"}
+    assert (control["stages.reconstruction.anchor"], bireco["stages.reconstruction.anchor"]) == ("shuffled", "own")
+
+
 @pytest.mark.parametrize(("pipeline", "alpha"), [("only_q2d", 1.0), ("only_d2q", 0.0), ("bireco", 0.2)])
 def test_direction_ablations_change_only_alpha(pipeline: str, alpha: float) -> None:
     ablation = _flat(compose_cfg([f"pipeline={pipeline}"], fast=False))

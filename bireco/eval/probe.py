@@ -1,4 +1,4 @@
-"""Retrieval probe: a cheap in-process retrieval score (recall@1, MRR@10) on a BEIR-layout folder.
+"""Retrieval probe: a cheap in-process retrieval score (hit@1, recall@1, MRR@10) on a BEIR-layout folder.
 
 This is the convergence signal logged during training (the paper evaluates Stage II every 25 steps); the full
 evaluation goes through mteb's own task classes and evaluators.
@@ -57,22 +57,36 @@ class RetrievalTask:
 
 
 def ranking_metrics(scores: torch.Tensor, relevant: list[set[int]], k: int = 10) -> dict[str, float]:
-    """recall@1 and MRR@k from a (Q, D) score matrix and each query's relevant doc indices."""
-    top = scores.topk(min(k, scores.shape[1]), dim=1).indices.tolist()
-    recall1 = mrr = 0.0
-    for ranked, rel in zip(top, relevant, strict=True):
-        recall1 += len(rel & {ranked[0]}) / len(rel)
-        mrr += next((1.0 / (r + 1) for r, d in enumerate(ranked) if d in rel), 0.0)
+    """Means over queries, from a (Q, D) score matrix and each query's relevant doc indices:
+
+    - `hit@1`: 1 when the top document is relevant (the share of queries answered first time);
+    - `recall@1`: relevant documents in the top 1 / all relevant documents (≤ 1/2 for a query with two);
+    - `mrr@k`: 1 / rank of the first relevant document in the top k, 0 when none is.
+    """
+    per = per_query_metrics(scores, relevant, k)
     n = max(len(relevant), 1)
-    return {"recall@1": recall1 / n, f"mrr@{k}": mrr / n}
+    return {name: sum(values) / n for name, values in per.items()}
+
+
+def per_query_metrics(scores: torch.Tensor, relevant: list[set[int]], k: int = 10) -> dict[str, list[float]]:
+    """Each query's `hit@1`, `recall@1` and reciprocal rank within the top k (`mrr@k`), in query order: the
+    units a paired comparison of two models resamples."""
+    top = scores.topk(min(k, scores.shape[1]), dim=1).indices.tolist()
+    out: dict[str, list[float]] = {"hit@1": [], "recall@1": [], f"mrr@{k}": []}
+    for ranked, rel in zip(top, relevant, strict=True):
+        out["hit@1"].append(float(ranked[0] in rel))
+        out["recall@1"].append(len(rel & {ranked[0]}) / len(rel))
+        out[f"mrr@{k}"].append(next((1.0 / (r + 1) for r, d in enumerate(ranked) if d in rel), 0.0))
+    return out
 
 
 def retrieval_probe(
-    encoder: TextEncoder, task: RetrievalTask, instruction: str | None, batch_size: int = 64
-) -> dict[str, float]:
-    """Encode queries (with the instruction) and the corpus (without), rank by cosine, score."""
+    encoder: TextEncoder, task: RetrievalTask, instruction: str | None, batch_size: int = 64, per_query: bool = False
+) -> dict[str, float] | dict[str, list[float]]:
+    """Encode queries (with the instruction) and the corpus (without), rank by cosine, score (means over the
+    queries, or with `per_query` each query's scores in `task.query_ids` order)."""
     q = encoder.encode(task.query_texts, [instruction] * len(task.query_texts), batch_size=batch_size)
     d = encoder.encode(task.corpus_texts, None, batch_size=batch_size)
     index = {cid: i for i, cid in enumerate(task.corpus_ids)}
     relevant = [{index[c] for c in task.qrels[qid] if c in index} for qid in task.query_ids]
-    return ranking_metrics(q @ d.t(), relevant)
+    return (per_query_metrics if per_query else ranking_metrics)(q @ d.t(), relevant)

@@ -91,7 +91,16 @@ class RetrievalProbe(PeriodicEval):
         self.batch_size = batch_size
 
     def evaluate(self, pl_module: L.LightningModule, step: int) -> dict[str, float]:
-        return retrieval_probe(pl_module.encoder, self.task, self.instruction, self.batch_size)
+        per = retrieval_probe(pl_module.encoder, self.task, self.instruction, self.batch_size, per_query=True)
+        self.last_per_query = {"step": step, "query_ids": self.task.query_ids, **per}
+        return {k: sum(v) / max(len(v), 1) for k, v in per.items()}
+
+    @rank_zero_only
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        # the final weights' per-query scores: what a paired comparison across pipelines and seeds resamples
+        if getattr(self, "last_per_query", None) is not None:
+            atomic_write_text(self.out_file.with_name("probe_queries.json"), json.dumps(self.last_per_query))
 
 
 class MtebProbe(PeriodicEval):

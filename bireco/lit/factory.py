@@ -14,7 +14,7 @@ from hydra.utils import get_class
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from bireco.config import check_candidate_pool, stage_strategy
+from bireco.config import check_candidate_pool, stage_max_steps, stage_strategy
 from bireco.data.collate import PairCollator
 from bireco.data.datamodule import PairDataModule
 from bireco.distributed import build_strategy, strategy_name
@@ -89,6 +89,7 @@ def build_module(name: str, stage: DictConfig, encoder: TextEncoder) -> StageMod
             optim,
             alpha=stage.alpha,
             detach_anchor=stage.detach_anchor,
+            anchor=stage.get("anchor", "own"),
             target_segments=tuple(stage.target_segments),
             chunk_size=stage.chunk_size,
         )
@@ -217,7 +218,7 @@ def build_trainer_and_module(
     trainer = L.Trainer(
         **trainer_kwargs,
         plugins=plugins,
-        max_steps=stage.max_steps,
+        max_steps=stage_max_steps(cfg, name),
         max_epochs=-1,
         accumulate_grad_batches=stage.accumulate_grad_batches,
         val_check_interval=stage.val_check_interval,

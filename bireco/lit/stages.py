@@ -15,6 +15,8 @@ from bireco.losses.reconstruction import bidirectional_reconstruction_loss
 from bireco.models.encoder import TextEncoder
 from bireco.models.templates import Segment
 
+ANCHORS = ("own", "shuffled")
+
 
 def _roll(e: torch.Tensor | None) -> torch.Tensor | None:
     """Give every row another row's anchor (a derangement for batches > 1)."""
@@ -57,6 +59,10 @@ class ReconstructionModule(StageModule):
     Args:
         alpha: weight of EBQ2D; 1 − alpha weighs EBD2Q (the paper: 0.2; ablations 1 and 0).
         detach_anchor: stop gradients at e_Q/e_D (ablation; the paper lets them flow into the encoder).
+        anchor: `own` (the method: each text is decoded from its pair's embedding) or `shuffled` (the anchor
+            control: from another pair's embedding of the batch, so Stage I adapts the LM to the pairs' text but
+            no information about the pair reaches the decoder through the anchor). Training only: validation
+            always reports the loss from the true anchors and the anchor gain over shuffled ones.
         target_segments: which tokens are predicted (names of `Segment`); the authors' code predicts template,
             instruction and text tokens and masks EOS (pad = eos there).
     """
@@ -69,10 +75,14 @@ class ReconstructionModule(StageModule):
         detach_anchor: bool = False,
         target_segments: tuple[str, ...] = ("template", "instruction", "text"),
         chunk_size: int = 4096,
+        anchor: str = "own",
     ) -> None:
         super().__init__(encoder, optim, "reconstruction")
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if anchor not in ANCHORS:
+            raise ValueError(f"anchor must be one of {ANCHORS}, got {anchor!r}")
+        self.anchor = anchor
         self.alpha = alpha
         self.detach_anchor = detach_anchor
         self.target_segments = [Segment[s.upper()] for s in target_segments]
@@ -121,7 +131,10 @@ class ReconstructionModule(StageModule):
         )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        losses = self._loss(batch, *self._anchors(batch), across_ranks=True)
+        e_q, e_d = self._anchors(batch)
+        if self.anchor == "shuffled":
+            e_q, e_d = _roll(e_q), _roll(e_d)
+        losses = self._loss(batch, e_q, e_d, across_ranks=True)
         window: Window | None = batch.get("window")
         if window is None or window.size == 1:
             self._log_losses("train", losses, batch_rows(batch))

@@ -1,0 +1,174 @@
+"""Pipelines compared over seeds: the demo's table (`python -m bireco.report RUNS_ROOT`).
+
+Each run folder holds `results.json` (pipeline, seed, per-stage records) and, from the retrieval probe after its
+last stage, `probe_queries.json` (every held-out query's hit@1 and reciprocal rank). Per pipeline the table shows
+mean ± sd over seeds (with n); each Δ against bireco is paired — same seeds, same queries — with a two-level
+bootstrap interval (`bireco.results.stats`), marked when it includes 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bireco.results.stats import PairedDelta, Spread, paired_bootstrap, spread
+
+PIPELINE_ORDER = ("bireco", "baseline", "baseline_budget", "anchor_control", "only_q2d", "only_d2q", "stage1_only")
+METRICS = ("hit@1", "mrr@10")
+
+
+@dataclass
+class SeedRun:
+    """One finished run: what the comparison reads from its folder."""
+
+    pipeline: str
+    seed: int
+    path: Path
+    probe: dict[str, float] = field(default_factory=dict)  # final probe means
+    per_query: dict[str, list[float]] | None = None  # final probe, per query (the paired units)
+    query_ids: list[str] | None = None
+    anchor_gain: float | None = None  # Stage I, held-out pairs (val/anchor_gain)
+    f1: dict[str, tuple[float, float]] = field(default_factory=dict)  # direction -> (true, shuffled) after Stage I
+    mteb: float | None = None  # bireco-eval average on <run>/eval, when present
+    steps: dict[str, int] = field(default_factory=dict)
+
+
+def read_seed_run(run_dir: Path) -> SeedRun:
+    r = json.loads((run_dir / "results.json").read_text())
+    run = SeedRun(r["pipeline"], int(r["seed"]), run_dir, probe=dict(r.get("probe") or {}))
+    stages = sorted((run_dir / "stages").glob("*-*"), key=lambda d: int(d.name.split("-", 1)[0]))
+    for rec in r.get("stage_results") or []:
+        run.steps[rec["stage"]] = int(rec.get("steps", 0))
+        if rec["stage"] == "reconstruction":
+            run.anchor_gain = (rec.get("metrics") or {}).get("val/anchor_gain")
+            score = rec.get("reconstruction") or {}
+            run.f1 = {d: (score[d]["f1"], score[d]["f1_shuffled"]) for d in ("q2d", "d2q") if d in score}
+    if stages and (stages[-1] / "probe_queries.json").is_file():
+        per = json.loads((stages[-1] / "probe_queries.json").read_text())
+        run.query_ids = per.pop("query_ids")
+        per.pop("step", None)
+        run.per_query = per
+    summary = run_dir / "eval" / "summary.json"
+    if summary.is_file():
+        run.mteb = json.loads(summary.read_text()).get("average")
+    return run
+
+
+def collect(root: str | Path) -> dict[str, dict[int, SeedRun]]:
+    """pipeline -> seed -> run, for every finished run folder under `root`."""
+    out: dict[str, dict[int, SeedRun]] = {}
+    for f in sorted(Path(root).rglob("results.json")):
+        if "stages" in f.relative_to(root).parts:
+            continue
+        run = read_seed_run(f.parent)
+        out.setdefault(run.pipeline, {})[run.seed] = run
+    return dict(sorted(out.items(), key=lambda kv: _order(kv[0])))
+
+
+def _order(pipeline: str) -> tuple[int, str]:
+    return (PIPELINE_ORDER.index(pipeline) if pipeline in PIPELINE_ORDER else len(PIPELINE_ORDER), pipeline)
+
+
+def _cell(s: Spread | None, digits: int = 3) -> str:
+    if s is None:
+        return "—"
+    return f"{s.mean:.{digits}f}" + ("" if s.sd is None else f" ± {s.sd:.{digits}f}")
+
+
+def paired(runs: dict[str, dict[int, SeedRun]], a: str, b: str, metric: str) -> PairedDelta | None:
+    """a − b on `metric`, paired over the seeds both ran and their (identical) held-out queries."""
+
+    def units(p: str) -> dict[int, list[float]]:
+        return {s: r.per_query[metric] for s, r in runs.get(p, {}).items() if r.per_query and metric in r.per_query}
+
+    ua, ub = units(a), units(b)
+    for s in set(ua) & set(ub):
+        if runs[a][s].query_ids != runs[b][s].query_ids:
+            raise ValueError(f"seed {s}: {a} and {b} were probed on different queries; they cannot be paired")
+    return paired_bootstrap(ua, ub)
+
+
+def summary_rows(runs: dict[str, dict[int, SeedRun]]) -> list[dict[str, Any]]:
+    """Per pipeline: seeds, missing seeds, and mean ± sd of every reported number."""
+    all_seeds = sorted({s for by_seed in runs.values() for s in by_seed})
+    rows = []
+    for pipeline, by_seed in runs.items():
+        rs = list(by_seed.values())
+        row: dict[str, Any] = {
+            "pipeline": pipeline,
+            "seeds": sorted(by_seed),
+            "missing_seeds": [s for s in all_seeds if s not in by_seed],
+            "anchor_gain": spread([r.anchor_gain for r in rs if r.anchor_gain is not None]),
+            "mteb": spread([r.mteb for r in rs if r.mteb is not None]),
+        }
+        for m in METRICS:
+            row[m] = spread([r.probe.get(m) for r in rs if r.probe.get(m) is not None])
+        for d in ("q2d", "d2q"):
+            row[f"f1_{d}"] = spread([r.f1[d][0] for r in rs if d in r.f1])
+            row[f"f1_{d}_shuffled"] = spread([r.f1[d][1] for r in rs if d in r.f1])
+        rows.append(row)
+    return rows
+
+
+def render(runs: dict[str, dict[int, SeedRun]], reference: str = "bireco") -> str:
+    """The markdown the demo prints: summary, paired differences, the verdict."""
+    rows = summary_rows(runs)
+    lines = [
+        "| pipeline | seeds | hit@1 | MRR@10 | Stage I anchor gain (nats/token) | F1 q2d: true / shuffled "
+        "| mteb avg |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        n = len(row["seeds"])
+        seeds = f"{n} ({', '.join(map(str, row['seeds']))})" + (" — one seed" if n == 1 else "")
+        if row["missing_seeds"]:
+            seeds += f"; missing {row['missing_seeds']}"
+        f1 = "—" if row["f1_q2d"] is None else f"{_cell(row['f1_q2d'])} / {_cell(row['f1_q2d_shuffled'])}"
+        lines.append(
+            f"| {row['pipeline']} | {seeds} | {_cell(row['hit@1'])} | {_cell(row['mrr@10'])} | "
+            f"{_cell(row['anchor_gain'], 4)} | {f1} | {_cell(row['mteb'], 2)} |"
+        )
+    lines += ["", "mean ± sd over seeds (sd omitted for one seed); held-out retrieval probe after the last stage.", ""]
+    deltas = [(p, paired(runs, reference, p, "mrr@10"), paired(runs, reference, p, "hit@1")) for p in runs]
+    deltas = [d for d in deltas if d[0] != reference and d[1] is not None]
+    if deltas:
+        lines += [f"| {reference} − | seeds × queries | Δ MRR@10 [95% CI] | Δ hit@1 [95% CI] |", "|---|---|---|---|"]
+        for p, mrr, hit in deltas:
+            lines.append(f"| {p} | {mrr.seeds} × {mrr.units} | {mrr.text()} | {hit.text()} |")
+        lines += ["", "Paired by seed and query; two-level bootstrap (seeds, then queries), 2,000 resamples.", ""]
+    lines.append(verdict(runs, reference))
+    return "\n".join(lines) + "\n"
+
+
+def verdict(runs: dict[str, dict[int, SeedRun]], reference: str = "bireco", against: str = "baseline") -> str:
+    """One sentence: the sign of reference − against on MRR@10, with its interval, or that none is shown."""
+    d = paired(runs, reference, against, "mrr@10")
+    if d is None:
+        return f"Verdict: no {reference} and {against} runs on common seeds — nothing to compare."
+    seeds = f"{d.seeds} seed{'s' if d.seeds > 1 else ''} × {d.units} held-out queries"
+    if d.includes_zero:
+        return f"Verdict: {reference} vs {against}, Δ MRR@10 = {d.text()} over {seeds}: no difference shown."
+    better = "better" if d.delta > 0 else "worse"
+    return f"Verdict: {reference} is {better} than {against}: Δ MRR@10 = {d.text()} over {seeds}."
+
+
+def machine() -> str:
+    """The machine the numbers come from (they differ between CPUs; the verdict must not)."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+        f"{platform.system()} {platform.machine()}"
+    )

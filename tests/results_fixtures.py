@@ -1,0 +1,37 @@
+"""Run folders as the pipeline writes them, with chosen numbers: for the results tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def write_run(
+    root: Path,
+    pipeline: str,
+    seed: int,
+    mrr: list[float],
+    hit: list[float] | None = None,
+    gain: float | None = None,
+    mteb: float | None = None,
+) -> Path:
+    """`<root>/<pipeline>/seed-<seed>/` with results.json and the last stage's probe_queries.json."""
+    run = root / pipeline / f"seed-{seed}"
+    stages = ["reconstruction", "contrastive"] if gain is not None else ["contrastive"]
+    hit = hit if hit is not None else [float(x == 1.0) for x in mrr]
+    records = []
+    for i, stage in enumerate(stages):
+        (run / "stages" / f"{i}-{stage}").mkdir(parents=True)
+        metrics = {"val/anchor_gain": gain} if stage == "reconstruction" else {}
+        recon = {"q2d": {"f1": 0.5, "f1_shuffled": 0.2}, "d2q": {"f1": 0.4, "f1_shuffled": 0.1}}
+        records.append({"stage": stage, "steps": 10, "metrics": metrics, "reconstruction": recon if gain else None})
+    last = run / "stages" / f"{len(stages) - 1}-{stages[-1]}"
+    ids = [f"q{i}" for i in range(len(mrr))]
+    (last / "probe_queries.json").write_text(json.dumps({"step": 10, "query_ids": ids, "hit@1": hit, "mrr@10": mrr}))
+    probe = {"hit@1": sum(hit) / len(hit), "mrr@10": sum(mrr) / len(mrr)}
+    results = {"model": "tiny", "pipeline": pipeline, "seed": seed, "stages": stages, "stage_results": records}
+    (run / "results.json").write_text(json.dumps({**results, "probe": probe}))
+    if mteb is not None:
+        (run / "eval").mkdir()
+        (run / "eval" / "summary.json").write_text(json.dumps({"average": mteb, "categories": {}, "tasks": {}}))
+    return run

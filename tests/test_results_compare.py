@@ -1,0 +1,55 @@
+"""The demo's comparison over seeds: spreads, paired intervals against bireco, missing seeds, the verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bireco.results.compare import collect, paired, render, summary_rows, verdict
+from tests.results_fixtures import write_run
+
+Q = 8  # held-out queries per run
+
+
+@pytest.fixture
+def runs(tmp_path: Path):
+    for seed, shift in ((1, 0.0), (2, 0.1), (3, -0.1)):
+        base = [0.2 + shift] * Q
+        write_run(tmp_path, "bireco", seed, [min(1.0, x + 0.3) for x in base], gain=0.2 + shift, mteb=40 + 10 * shift)
+        write_run(tmp_path, "baseline", seed, base, mteb=30 + 10 * shift)
+    write_run(tmp_path, "anchor_control", 1, [0.5] * Q, gain=0.001)  # one seed only: identical to bireco seed 1
+    return collect(tmp_path)
+
+
+def test_each_pipeline_reports_mean_sd_and_its_seeds(runs) -> None:
+    rows = {r["pipeline"]: r for r in summary_rows(runs)}
+    assert list(runs) == ["bireco", "baseline", "anchor_control"]  # the method first, then its comparisons
+    assert rows["bireco"]["mrr@10"].mean == pytest.approx(0.5) and rows["bireco"]["mrr@10"].sd == pytest.approx(0.1)
+    assert rows["bireco"]["anchor_gain"].n == 3 and rows["baseline"]["anchor_gain"] is None
+    assert rows["anchor_control"]["missing_seeds"] == [2, 3]
+    assert rows["baseline"]["mteb"].mean == pytest.approx(30.0)
+
+
+def test_differences_are_paired_over_seeds_and_queries(runs) -> None:
+    d = paired(runs, "bireco", "baseline", "mrr@10")
+    assert d.delta == pytest.approx(0.3) and (d.low, d.high) == pytest.approx((0.3, 0.3)) and not d.includes_zero
+    assert (d.seeds, d.units) == (3, Q)
+    same = paired(runs, "bireco", "anchor_control", "mrr@10")
+    assert same.seeds == 1 and same.delta == pytest.approx(0.0) and same.includes_zero
+
+
+def test_rendered_table_labels_one_seed_lists_missing_ones_and_states_the_verdict(runs) -> None:
+    text = render(runs)
+    assert "| anchor_control | 1 (1) — one seed; missing [2, 3] |" in text
+    assert "| bireco | 3 (1, 2, 3) | 0.000 ± 0.000 | 0.500 ± 0.100 | 0.2000 ± 0.1000 |" in text
+    assert "| baseline | 3 × 8 | +0.300 [95% CI +0.300, +0.300] |" in text
+    assert "| anchor_control | 1 × 8 | +0.000 [95% CI +0.000, +0.000] (includes 0) |" in text
+    assert verdict(runs) in text
+    assert verdict(runs).startswith("Verdict: bireco is better than baseline: Δ MRR@10 = +0.300")
+
+
+def test_no_common_seed_is_said_not_guessed(tmp_path: Path) -> None:
+    write_run(tmp_path, "bireco", 1, [0.5] * Q, gain=0.1)
+    write_run(tmp_path, "baseline", 2, [0.2] * Q)
+    assert "no bireco and baseline runs on common seeds" in verdict(collect(tmp_path))
