@@ -2,9 +2,12 @@
 
     bireco-table runs/multirun runs/llama3.2-1b --out runs/table --expect llama3.1-8b:bireco
 
-Every run directory found becomes a row; a run that failed or has no mteb summary yet is a row with the reason, so
-a table never looks complete when it is not. Rows that the paper reports get the paper's numbers underneath
-(`experiments/paper_table.csv`) and the difference.
+Runs of the same (model, pipeline) with different seeds make one row: mean ± sd over the seeds that finished, with
+n; seeds another pipeline of that model has but this one lacks are listed, never dropped silently, and one seed is
+labelled as one seed. A (model, pipeline) with no finished seed is a row with the reason (failed / missing), so a
+table never looks complete when it is not. Each pipeline gets a Δ against the baseline with a paired 95% interval
+(seeds and the category's tasks resampled; † marks an interval that includes 0). Rows that the paper reports get
+the paper's numbers underneath (`experiments/paper_table.csv`) and the difference.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from bireco.results.stats import PairedDelta, paired_bootstrap, spread
 from bireco.utils.io import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -30,11 +34,12 @@ _TYPES = ["Retrieval", "Reranking", "Clustering", "PairClassification", "Classif
 CATEGORIES = dict(zip(_TYPES, ["Retr", "Rerank", "Clust", "PairCls", "Class", "STS", "Summ"], strict=True))
 COLUMNS = [*CATEGORIES.values(), "Avg"]
 MODEL_ORDER = ["llama3.2-1b", "qwen2.5-1.5b", "llama3.2-3b", "mistral-7b", "llama3.1-8b"]
-PIPELINE_ORDER = ["baseline", "bireco", "only_q2d", "only_d2q", "stage1_only"]
+PIPELINE_ORDER = ["baseline", "bireco", "baseline_budget", "anchor_control", "only_q2d", "only_d2q", "stage1_only"]
 RUN_MARKERS = ("config.yaml", "results.json", "failed.json")
 DEFAULT_PAPER_TABLE = Path(__file__).resolve().parents[1] / "experiments" / "paper_table.csv"
-LABELS = {"paper": "↳ paper", "ours_minus_paper": "↳ ours − paper", "delta": "Δ bireco − baseline"}
-TEX_LABELS = {"paper": "paper", "ours_minus_paper": "ours $-$ paper", "delta": r"$\Delta$ bireco $-$ baseline"}
+LABELS = {"paper": "↳ paper", "ours_minus_paper": "↳ ours − paper"}
+TEX_LABELS = {"paper": "paper", "ours_minus_paper": "ours $-$ paper"}
+INCLUDES_ZERO = "†"
 
 Scores = dict[str, float | None]
 
@@ -49,6 +54,8 @@ class RunRecord:
     reason: str = ""
     path: Path | None = None
     scores: Scores = field(default_factory=dict)
+    seed: int | None = None
+    tasks: dict[str, tuple[str, float]] = field(default_factory=dict)  # task -> (column, main score)
 
 
 @dataclass
@@ -61,6 +68,9 @@ class Row:
     values: Scores
     reason: str = ""
     run_dir: str = ""
+    sd: Scores = field(default_factory=dict)  # ours rows: sample sd over seeds (None for one seed)
+    intervals: dict[str, PairedDelta | None] = field(default_factory=dict)  # delta rows: paired 95% interval
+    seeds: list[int] = field(default_factory=list)
 
 
 def find_run_dirs(root: Path, max_depth: int = 3) -> list[Path]:
@@ -75,36 +85,42 @@ def find_run_dirs(root: Path, max_depth: int = 3) -> list[Path]:
     return found
 
 
-def _names(run_dir: Path) -> tuple[str, str, list[str]]:
-    """(model, pipeline, stages) from results.json, else config.yaml; the folder name when neither says."""
+def _names(run_dir: Path) -> tuple[str, str, list[str], int | None]:
+    """(model, pipeline, stages, seed) from results.json, else config.yaml; the folder name when neither says."""
     if (run_dir / "results.json").is_file():
         r = json.loads((run_dir / "results.json").read_text())
-        return r["model"], r["pipeline"], list(r.get("stages") or [])
+        return r["model"], r["pipeline"], list(r.get("stages") or []), r.get("seed")
     if (run_dir / "config.yaml").is_file():
         cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
         model, pipe = cfg.get("model") or {}, cfg.get("pipeline") or {}
-        return model.get("name", "?"), pipe.get("name", run_dir.name), list(pipe.get("stages") or [])
-    return "?", run_dir.name, []
+        return model.get("name", "?"), pipe.get("name", run_dir.name), list(pipe.get("stages") or []), cfg.get("seed")
+    return "?", run_dir.name, [], None
 
 
 def read_run(run_dir: Path, eval_subdir: str = "eval") -> RunRecord:
     """Status and scores of one run folder; the newer of a summary and a failure marker decides."""
-    model, pipeline, stages = _names(run_dir)
+    model, pipeline, stages, seed = _names(run_dir)
     summary, failed = run_dir / eval_subdir / "summary.json", run_dir / "failed.json"
     if failed.is_file() and not (summary.is_file() and summary.stat().st_mtime >= failed.stat().st_mtime):
         f = json.loads(failed.read_text())
         where = f" (stage {f['stage']})" if f.get("stage") else ""
-        return RunRecord(model, pipeline, "failed", f"{f.get('error', 'no error message')}{where}", run_dir)
+        return RunRecord(model, pipeline, "failed", f"{f.get('error', 'no error message')}{where}", run_dir, seed=seed)
     if summary.is_file():
         s = json.loads(summary.read_text())
         scores: Scores = {col: s.get("categories", {}).get(cat) for cat, col in CATEGORIES.items()}
         scores["Avg"] = s.get("average")
-        return RunRecord(model, pipeline, "ok", "", run_dir, scores)
+        tasks = {
+            name: (CATEGORIES.get(t.get("category"), t.get("category")), float(t["main_score"]))
+            for name, t in (s.get("tasks") or {}).items()
+        }
+        return RunRecord(model, pipeline, "ok", "", run_dir, scores, seed, tasks)
     if (run_dir / "results.json").is_file():
-        return RunRecord(model, pipeline, "missing", f"no {eval_subdir}/summary.json (training finished)", run_dir)
+        reason = f"no {eval_subdir}/summary.json (training finished)"
+        return RunRecord(model, pipeline, "missing", reason, run_dir, seed=seed)
     done = sum(1 for p in (run_dir / "stages").glob("*/stage_done.json"))
     progress = f"; {done}/{len(stages)} stages done" if stages else ""
-    return RunRecord(model, pipeline, "missing", f"no results.json (training did not finish{progress})", run_dir)
+    reason = f"no results.json (training did not finish{progress})"
+    return RunRecord(model, pipeline, "missing", reason, run_dir, seed=seed)
 
 
 def _read_run_safely(run_dir: Path, eval_subdir: str) -> RunRecord:
@@ -140,22 +156,30 @@ def collect_runs(
 
 
 def select_runs(runs: list[RunRecord]) -> list[RunRecord]:
-    """One record per (model, pipeline), in table order: the newest ok run, else newest failed, else missing."""
+    """One record per (model, pipeline, seed), in table order: the newest ok run, else newest failed, else missing."""
     rank = {"ok": 0, "failed": 1, "missing": 2}
-    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    groups: dict[tuple[str, str, int | None], list[RunRecord]] = {}
     for r in runs:
-        groups.setdefault((r.model, r.pipeline), []).append(r)
+        groups.setdefault((r.model, r.pipeline, r.seed), []).append(r)
     chosen = []
-    for (model, pipeline), group in groups.items():
+    for (model, pipeline, seed), group in groups.items():
         group.sort(key=lambda r: (rank[r.status], -(r.path.stat().st_mtime if r.path else 0.0)))
         best = group[0]
         if len(group) > 1:
             others = ", ".join(f"{o.status} {o.path}" for o in group[1:])
-            log.warning("%s:%s has %d runs; using %s (others: %s)", model, pipeline, len(group), best.path, others)
+            log.warning(
+                "%s:%s seed %s has %d runs; using %s (others: %s)",
+                model,
+                pipeline,
+                seed,
+                len(group),
+                best.path,
+                others,
+            )
             note = f"newest {best.status} of {len(group)} runs"
             best = replace(best, reason=f"{best.reason}; {note}" if best.reason else note)
         chosen.append(best)
-    return sorted(chosen, key=lambda r: _order(r.model, r.pipeline))
+    return sorted(chosen, key=lambda r: (*_order(r.model, r.pipeline), r.seed if r.seed is not None else -1))
 
 
 def load_paper_table(path: str | Path = DEFAULT_PAPER_TABLE) -> dict[tuple[str, str], Scores]:
@@ -181,23 +205,90 @@ def _diff(a: Scores, b: Scores) -> Scores:
     return {c: a[c] - b[c] if a.get(c) is not None and b.get(c) is not None else None for c in COLUMNS}
 
 
+def _task_units(r: RunRecord, col: str) -> dict[str, float]:
+    """Task -> score of the tasks behind one column (all tasks for Avg): the units a Δ interval resamples."""
+    return {t: v for t, (c, v) in r.tasks.items() if col == "Avg" or c == col}
+
+
+def paired_delta(a: list[RunRecord], b: list[RunRecord], col: str) -> PairedDelta | None:
+    """a − b on one column, paired over the seeds both have and the tasks both evaluated; None = no pair.
+
+    One seed and one task leave nothing to resample: then the point value only (interval None upstream)."""
+    by_a, by_b = {r.seed: r for r in a}, {r.seed: r for r in b}
+    ua, ub = {}, {}
+    for seed in set(by_a) & set(by_b):
+        ta, tb = _task_units(by_a[seed], col), _task_units(by_b[seed], col)
+        common = sorted(set(ta) & set(tb))
+        if common:
+            ua[seed], ub[seed] = [ta[t] for t in common], [tb[t] for t in common]
+    return paired_bootstrap(ua, ub) if ua else None
+
+
+def _mean_diff(pairs: list[tuple[RunRecord, RunRecord]], col: str) -> float | None:
+    diffs = [
+        a.scores[col] - b.scores[col]
+        for a, b in pairs
+        if a.scores.get(col) is not None and b.scores.get(col) is not None
+    ]
+    return sum(diffs) / len(diffs) if diffs else None
+
+
+def _seed_note(ok: list[RunRecord], others: list[RunRecord], expected: list[int]) -> str:
+    """Which seeds the row averages, and which expected seeds it lacks (and why)."""
+    seeds = sorted(r.seed for r in ok if r.seed is not None)
+    note = f"one seed ({seeds[0]})" if len(seeds) == 1 else f"{len(seeds)} seeds ({', '.join(map(str, seeds))})"
+    lacking = [s for s in expected if s not in seeds]
+    if lacking:
+        status = {r.seed: r.status for r in others}
+        note += "; missing seeds " + ", ".join(f"{s} ({status.get(s, 'no run')})" for s in lacking)
+    reasons = sorted({r.reason for r in ok if r.reason})
+    return "; ".join([note, *reasons])
+
+
 def build_rows(runs: list[RunRecord], paper: dict[tuple[str, str], Scores]) -> list[Row]:
-    """The table, in the paper's order: each run, its paper row and difference, then Δ bireco − baseline."""
+    """The table, in the paper's order: per (model, pipeline) its seeds' mean ± sd, its paper row and
+    difference, and its Δ against the baseline (paired interval)."""
     runs = select_runs(runs)
-    by_key = {(r.model, r.pipeline): r for r in runs}
-    rows: list[Row] = []
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
     for r in runs:
-        kind = "ours" if r.status == "ok" else r.status
-        values = {c: r.scores.get(c) for c in COLUMNS}
-        rows.append(Row(kind, r.model, r.pipeline, values, r.reason, str(r.path or "")))
-        if (r.model, r.pipeline) in paper:
-            ref = paper[(r.model, r.pipeline)]
-            rows.append(Row("paper", r.model, r.pipeline, ref))
-            if r.status == "ok":
-                rows.append(Row("ours_minus_paper", r.model, r.pipeline, _diff(values, ref)))
-        base = by_key.get((r.model, "baseline"))
-        if r.pipeline == "bireco" and r.status == "ok" and base is not None and base.status == "ok":
-            rows.append(Row("delta", r.model, "bireco-baseline", _diff(r.scores, base.scores)))
+        groups.setdefault((r.model, r.pipeline), []).append(r)
+    expected = {
+        m: sorted({r.seed for r in runs if r.model == m and r.seed is not None}) for m in {r.model for r in runs}
+    }
+    ok_by_key = {k: [r for r in g if r.status == "ok"] for k, g in groups.items()}
+    rows: list[Row] = []
+    for (model, pipeline), group in groups.items():
+        ok = ok_by_key[(model, pipeline)]
+        if ok:
+            stats = {c: spread([r.scores.get(c) for r in ok if r.scores.get(c) is not None]) for c in COLUMNS}
+            values = {c: None if st is None else st.mean for c, st in stats.items()}
+            sd = {c: None if st is None else st.sd for c, st in stats.items()}
+            paths = ";".join(str(r.path) for r in ok if r.path)
+            note = _seed_note(ok, [r for r in group if r.status != "ok"], expected[model])
+            seeds = sorted(r.seed for r in ok if r.seed is not None)
+            rows.append(Row("ours", model, pipeline, values, note, paths, sd, seeds=seeds))
+        else:
+            best = group[0]
+            seeds = f" (seed {best.seed})" if best.seed is not None and len(group) == 1 else ""
+            rows.append(Row(best.status, model, pipeline, {}, best.reason + seeds, str(best.path or "")))
+            values = {}
+        if (model, pipeline) in paper:
+            ref = paper[(model, pipeline)]
+            rows.append(Row("paper", model, pipeline, ref))
+            if ok:
+                rows.append(Row("ours_minus_paper", model, pipeline, _diff(values, ref)))
+        base = ok_by_key.get((model, "baseline"))
+        if pipeline != "baseline" and ok and base:
+            common = sorted({r.seed for r in ok} & {r.seed for r in base} - {None})
+            pairs = [(a, b) for a in ok for b in base if a.seed == b.seed]
+            # the point is the difference of the row means over the common seeds; the interval resamples their
+            # seeds and the column's tasks (one seed and one task leave nothing to resample: no interval)
+            delta = {c: _mean_diff(pairs, c) for c in COLUMNS}
+            intervals = {c: paired_delta(ok, base, c) for c in COLUMNS}
+            intervals = {c: d if d is not None and d.seeds * d.units > 1 else None for c, d in intervals.items()}
+            label = f"Δ {pipeline} − baseline"
+            note = f"paired over {len(common)} seed{'s' if len(common) != 1 else ''} and the tasks"
+            rows.append(Row("delta", model, label, delta, note, intervals=intervals, seeds=common))
     return rows
 
 
@@ -210,8 +301,25 @@ def _num(v: float | None, signed: bool, minus: str = "-") -> str:
     return f"{v:+.2f}".replace("-", minus)
 
 
-def _cells(row: Row, minus: str = "-") -> list[str]:
-    return [_num(row.values.get(c), row.kind in ("delta", "ours_minus_paper"), minus) for c in COLUMNS]
+def _cells(row: Row, minus: str = "-", pm: str = "±", dagger: str = INCLUDES_ZERO) -> list[str]:
+    """Numbers of one row: mean ± sd for our rows, Δ [interval] (dagger: includes 0) for deltas."""
+    out = []
+    for c in COLUMNS:
+        v = row.values.get(c)
+        cell = _num(v, row.kind in ("delta", "ours_minus_paper"), minus)
+        if row.kind == "ours" and row.sd.get(c) is not None:
+            cell += f" {pm} {_num(row.sd[c], False)}"
+        d = row.intervals.get(c)
+        if row.kind == "delta" and d is not None:
+            cell += f" [{_num(d.low, True, minus)}, {_num(d.high, True, minus)}]" + (dagger if d.includes_zero else "")
+        out.append(cell)
+    return out
+
+
+LEGEND = (
+    "mean ± sd over seeds; Δ = pipeline − baseline with a paired 95% bootstrap interval (seeds, then the column's "
+    f"tasks, resampled); {INCLUDES_ZERO} the interval includes 0."
+)
 
 
 def _note(row: Row) -> str:
@@ -220,6 +328,8 @@ def _note(row: Row) -> str:
 
 def _head(row: Row, labels: dict[str, str], esc: Callable[[str], str]) -> list[str]:
     """Model and pipeline cells; derived rows leave the model blank and name themselves in the pipeline cell."""
+    if row.kind == "delta":
+        return ["", esc(row.pipeline)]
     return ["", labels[row.kind]] if row.kind in labels else [esc(row.model), esc(row.pipeline)]
 
 
@@ -237,14 +347,14 @@ def render_markdown(rows: list[Row], title: str | None = None) -> str:
     for row in rows:
         cells = [*_head(row, LABELS, _md_escape), *_cells(row), _md_escape(_note(row))]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", LEGEND]) + "\n"
 
 
 def latex_escape(s: str) -> str:
     """Escape LaTeX's special characters in free text (model names, reasons)."""
     table = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_"}
     table |= {"{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "—": "--"}
-    table |= {"−": "$-$", "Δ": r"$\Delta$", "↳": ""}
+    table |= {"−": "$-$", "Δ": r"$\Delta$", "↳": "", "±": r"$\pm$", "†": r"$^\dagger$"}
     return "".join(table.get(ch, ch) for ch in s)
 
 
@@ -259,7 +369,7 @@ def render_latex(rows: list[Row], title: str | None = None) -> str:
         if prev is not None and row.model != prev:
             lines.append(r"\midrule")
         prev = row.model
-        cells = [latex_escape(c) for c in _cells(row, minus="−")]
+        cells = [latex_escape(c) for c in _cells(row, minus="−", pm="±", dagger="†")]
         note = latex_escape(" ".join(_note(row).split()))
         lines.append(" & ".join([*_head(row, TEX_LABELS, latex_escape), *cells, note]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
@@ -270,10 +380,42 @@ def render_csv(rows: list[Row]) -> str:
     """One line per row (derived rows included); numbers with 2 decimals, blank where there is none."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["kind", "model", "pipeline", *COLUMNS, "reason", "run_dir"])
+
+    def num(v: float | None) -> str:
+        return "" if v is None else f"{round(v, 2) + 0.0:.2f}"
+
+    w.writerow(
+        [
+            "kind",
+            "model",
+            "pipeline",
+            "n_seeds",
+            "seeds",
+            *COLUMNS,
+            *(f"{c}_sd" for c in COLUMNS),
+            *(f"{c}_lo" for c in COLUMNS),
+            *(f"{c}_hi" for c in COLUMNS),
+            "reason",
+            "run_dir",
+        ]
+    )
     for row in rows:
-        nums = ["" if row.values.get(c) is None else f"{round(row.values[c], 2) + 0.0:.2f}" for c in COLUMNS]
-        w.writerow([row.kind, row.model, row.pipeline, *nums, " ".join(row.reason.split()), row.run_dir])
+        ivs = [row.intervals.get(c) for c in COLUMNS]
+        w.writerow(
+            [
+                row.kind,
+                row.model,
+                row.pipeline,
+                len(row.seeds) if row.seeds else "",
+                " ".join(map(str, row.seeds)),
+                *(num(row.values.get(c)) for c in COLUMNS),
+                *(num(row.sd.get(c)) for c in COLUMNS),
+                *(num(d.low if d else None) for d in ivs),
+                *(num(d.high if d else None) for d in ivs),
+                " ".join(row.reason.split()),
+                row.run_dir,
+            ]
+        )
     return buf.getvalue()
 
 

@@ -79,20 +79,22 @@ EXPECTED_MD = """\
 
 | model | pipeline | Retr | Rerank | Clust | PairCls | Class | STS | Summ | Avg | note |
 |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|
-| llama3.2-1b | baseline | 51.06 | 55.94 | 45.38 | 83.71 | 73.17 | 82.27 | 30.94 | 61.99 |  |
+| llama3.2-1b | baseline | 51.06 | 55.94 | 45.38 | 83.71 | 73.17 | 82.27 | 30.94 | 61.99 | one seed (42) |
 |  | ↳ paper | 50.06 | 54.94 | 44.38 | 82.71 | 72.17 | 81.27 | 29.94 | 60.99 |  |
 |  | ↳ ours − paper | +1.00 | +1.00 | +1.00 | +1.00 | +1.00 | +1.00 | +1.00 | +1.00 |  |
-| llama3.2-1b | bireco | 52.10 | 56.15 | 44.25 | 84.98 | 71.97 | 81.60 | 30.37 | 61.74 |  |
+| llama3.2-1b | bireco | 52.10 | 56.15 | 44.25 | 84.98 | 71.97 | 81.60 | 30.37 | 61.74 | one seed (42) |
 |  | ↳ paper | 52.60 | 56.65 | 44.75 | 85.48 | 72.47 | 82.10 | 30.87 | 62.24 |  |
 |  | ↳ ours − paper | -0.50 | -0.50 | -0.50 | -0.50 | -0.50 | -0.50 | -0.50 | -0.50 |  |
-|  | Δ bireco − baseline | +1.04 | +0.21 | -1.13 | +1.27 | -1.20 | -0.67 | -0.57 | -0.25 |  |
-| llama3.2-1b | only_q2d | — | — | — | — | — | — | — | — | failed: CUDA out of memory (stage reconstruction) |
+|  | Δ bireco − baseline | +1.04 | +0.21 | -1.13 | +1.27 | -1.20 | -0.67 | -0.57 | -0.25 [-0.81, +0.55]† | paired over 1 seed and the tasks |
+| llama3.2-1b | only_q2d | — | — | — | — | — | — | — | — | failed: CUDA out of memory (stage reconstruction) (seed 42) |
 |  | ↳ paper | — | — | — | — | — | — | — | 61.62 |  |
-| llama3.2-1b | only_d2q | — | — | — | — | — | — | — | — | missing: no eval/summary.json (training finished) |
+| llama3.2-1b | only_d2q | — | — | — | — | — | — | — | — | missing: no eval/summary.json (training finished) (seed 42) |
 |  | ↳ paper | — | — | — | — | — | — | — | 61.38 |  |
 | qwen2.5-1.5b | bireco | — | — | — | — | — | — | — | — | missing: no run directory |
 |  | ↳ paper | 53.62 | 57.63 | 43.19 | 85.77 | 74.51 | 82.74 | 31.61 | 62.86 |  |
-| tiny | bireco | 41.95 | — | — | — | — | 60.50 | — | 51.23 |  |
+| tiny | bireco | 41.95 | — | — | — | — | 60.50 | — | 51.23 | one seed (42) |
+
+mean ± sd over seeds; Δ = pipeline − baseline with a paired 95% bootstrap interval (seeds, then the column's tasks, resampled); † the interval includes 0.
 """
 
 
@@ -103,25 +105,161 @@ def test_markdown_exact(sweep: Path, tmp_path: Path) -> None:
 
 
 def test_csv_exact(sweep: Path, tmp_path: Path) -> None:
+    import csv
+
     write_table([sweep], tmp_path / "out", expect=["qwen2.5-1.5b:bireco"])
     run = sweep.resolve()
-    assert (tmp_path / "out" / "table.csv").read_text().splitlines() == [
-        "kind,model,pipeline,Retr,Rerank,Clust,PairCls,Class,STS,Summ,Avg,reason,run_dir",
-        f"ours,llama3.2-1b,baseline,51.06,55.94,45.38,83.71,73.17,82.27,30.94,61.99,,{run}/llama3.2-1b/baseline/2025-01-01_00-00-00",
-        "paper,llama3.2-1b,baseline,50.06,54.94,44.38,82.71,72.17,81.27,29.94,60.99,,",
-        "ours_minus_paper,llama3.2-1b,baseline,1.00,1.00,1.00,1.00,1.00,1.00,1.00,1.00,,",
-        f"ours,llama3.2-1b,bireco,52.10,56.15,44.25,84.98,71.97,81.60,30.37,61.74,,{run}/llama3.2-1b/bireco/2025-01-01_00-00-00",
-        "paper,llama3.2-1b,bireco,52.60,56.65,44.75,85.48,72.47,82.10,30.87,62.24,,",
-        "ours_minus_paper,llama3.2-1b,bireco,-0.50,-0.50,-0.50,-0.50,-0.50,-0.50,-0.50,-0.50,,",
-        "delta,llama3.2-1b,bireco-baseline,1.04,0.21,-1.13,1.27,-1.20,-0.67,-0.57,-0.25,,",
-        f"failed,llama3.2-1b,only_q2d,,,,,,,,,CUDA out of memory (stage reconstruction),{run}/multirun/q2d",
-        "paper,llama3.2-1b,only_q2d,,,,,,,,61.62,,",
-        f"missing,llama3.2-1b,only_d2q,,,,,,,,,no eval/summary.json (training finished),{run}/multirun/d2q",
-        "paper,llama3.2-1b,only_d2q,,,,,,,,61.38,,",
-        "missing,qwen2.5-1.5b,bireco,,,,,,,,,no run directory,",
-        "paper,qwen2.5-1.5b,bireco,53.62,57.63,43.19,85.77,74.51,82.74,31.61,62.86,,",
-        f"ours,tiny,bireco,41.95,,,,,60.50,,51.23,,{run}/multirun/model=tiny",
+    rows = list(csv.DictReader((tmp_path / "out" / "table.csv").open()))
+    cols = ["Retr", "Rerank", "Clust", "PairCls", "Class", "STS", "Summ", "Avg"]
+    got = [(r["kind"], r["model"], r["pipeline"], r["n_seeds"], *(r[c] for c in cols), r["reason"]) for r in rows]
+    assert got == [
+        (
+            "ours",
+            "llama3.2-1b",
+            "baseline",
+            "1",
+            "51.06",
+            "55.94",
+            "45.38",
+            "83.71",
+            "73.17",
+            "82.27",
+            "30.94",
+            "61.99",
+            "one seed (42)",
+        ),
+        (
+            "paper",
+            "llama3.2-1b",
+            "baseline",
+            "",
+            "50.06",
+            "54.94",
+            "44.38",
+            "82.71",
+            "72.17",
+            "81.27",
+            "29.94",
+            "60.99",
+            "",
+        ),
+        ("ours_minus_paper", "llama3.2-1b", "baseline", "", *["1.00"] * 8, ""),
+        (
+            "ours",
+            "llama3.2-1b",
+            "bireco",
+            "1",
+            "52.10",
+            "56.15",
+            "44.25",
+            "84.98",
+            "71.97",
+            "81.60",
+            "30.37",
+            "61.74",
+            "one seed (42)",
+        ),
+        (
+            "paper",
+            "llama3.2-1b",
+            "bireco",
+            "",
+            "52.60",
+            "56.65",
+            "44.75",
+            "85.48",
+            "72.47",
+            "82.10",
+            "30.87",
+            "62.24",
+            "",
+        ),
+        ("ours_minus_paper", "llama3.2-1b", "bireco", "", *["-0.50"] * 8, ""),
+        (
+            "delta",
+            "llama3.2-1b",
+            "Δ bireco − baseline",
+            "1",
+            "1.04",
+            "0.21",
+            "-1.13",
+            "1.27",
+            "-1.20",
+            "-0.67",
+            "-0.57",
+            "-0.25",
+            "paired over 1 seed and the tasks",
+        ),
+        ("failed", "llama3.2-1b", "only_q2d", "", *[""] * 8, "CUDA out of memory (stage reconstruction) (seed 42)"),
+        ("paper", "llama3.2-1b", "only_q2d", "", *[""] * 7, "61.62", ""),
+        ("missing", "llama3.2-1b", "only_d2q", "", *[""] * 8, "no eval/summary.json (training finished) (seed 42)"),
+        ("paper", "llama3.2-1b", "only_d2q", "", *[""] * 7, "61.38", ""),
+        ("missing", "qwen2.5-1.5b", "bireco", "", *[""] * 8, "no run directory"),
+        (
+            "paper",
+            "qwen2.5-1.5b",
+            "bireco",
+            "",
+            "53.62",
+            "57.63",
+            "43.19",
+            "85.77",
+            "74.51",
+            "82.74",
+            "31.61",
+            "62.86",
+            "",
+        ),
+        ("ours", "tiny", "bireco", "1", "41.95", "", "", "", "", "60.50", "", "51.23", "one seed (42)"),
     ]
+    assert rows[0]["run_dir"] == f"{run}/llama3.2-1b/baseline/2025-01-01_00-00-00"
+    delta = rows[6]
+    assert (delta["Avg_lo"], delta["Avg_hi"]) == ("-0.81", "0.55") and delta["Retr_lo"] == ""  # one task: none
+
+
+def test_seeds_are_averaged_with_sd_and_the_delta_is_paired(tmp_path: Path) -> None:
+    """Three baseline seeds, two bireco seeds (one failed): mean ± sd, the missing seed named, a paired Δ."""
+    tasks = ["A", "B", "C", "D"]
+    for seed, shift in ((1, 0.0), (2, 2.0), (3, 4.0)):
+        base = _run(tmp_path / "baseline" / f"seed-{seed}", "tiny", "baseline", ["contrastive"])
+        _tasks_summary(base, {t: 50.0 + shift + i for i, t in enumerate(tasks)}, seed)
+        rec = _run(
+            tmp_path / "bireco" / f"seed-{seed}", "tiny", "bireco", ["reconstruction", "contrastive"], seed != 3
+        )
+        _set_seed(rec, seed)
+        if seed == 3:
+            (rec / "failed.json").write_text(json.dumps({"error": "boom", "stage": "contrastive"}))
+        else:
+            _tasks_summary(rec, {t: 53.0 + shift + i + (0.5 if i % 2 else -0.5) for i, t in enumerate(tasks)}, seed)
+    md = write_table([tmp_path], tmp_path / "out", paper_table=tmp_path / "absent.csv")
+    lines = {line.split(" | ")[1]: line for line in md.splitlines() if line.startswith("| ")}
+    assert "| tiny | baseline | 53.50 ± 2.00 |" in lines["baseline"] and "3 seeds (1, 2, 3)" in lines["baseline"]
+    assert "| tiny | bireco | 55.50 ± 1.41 |" in lines["bireco"]
+    assert "2 seeds (1, 2); missing seeds 3 (failed)" in lines["bireco"]
+    delta = lines["Δ bireco − baseline"]
+    # per seed: +3 on every task, ±0.5 alternating -> Δ +3.00; resampling only moves it by the ±0.5 pattern
+    cell = delta.split(" | ")[2]  # "+3.00 [lo, hi]": the ±0.5 task pattern is all the resampling can move
+    lo, hi = (float(x) for x in cell.split("[")[1].rstrip("]").split(", "))
+    assert cell.startswith("+3.00 [") and 2.5 <= lo < 3.0 < hi <= 3.5 and "†" not in cell
+    assert "paired over 2 seeds and the tasks" in delta
+
+
+def _set_seed(run: Path, seed: int) -> None:
+    text = (run / "config.yaml").read_text().replace("seed: 42", f"seed: {seed}")
+    (run / "config.yaml").write_text(text)
+    if (run / "results.json").is_file():
+        res = json.loads((run / "results.json").read_text())
+        (run / "results.json").write_text(json.dumps({**res, "seed": seed}))
+
+
+def _tasks_summary(run: Path, scores: dict[str, float], seed: int) -> None:
+    _set_seed(run, seed)
+    tasks = {t: {"category": "Retrieval", "main_score": v, "metric": "m"} for t, v in scores.items()}
+    avg = sum(scores.values()) / len(scores)
+    (run / "eval").mkdir()
+    (run / "eval" / "summary.json").write_text(
+        json.dumps({"tasks": tasks, "categories": {"Retrieval": avg}, "average": avg, "settings": {}})
+    )
 
 
 def test_latex(sweep: Path, tmp_path: Path) -> None:
@@ -202,7 +340,7 @@ def test_duplicate_runs_use_the_newest_ok(tmp_path: Path) -> None:
     crashed = _run(tmp_path / "b", "tiny", "bireco", ["contrastive"], results=False)
     (crashed / "failed.json").write_text(json.dumps({"error": "boom"}))
     (row,) = build_rows(collect_runs([tmp_path]), {})
-    assert (row.kind, row.values["STS"], row.reason) == ("ours", 40.0, "newest ok of 2 runs")
+    assert (row.kind, row.values["STS"], row.reason) == ("ours", 40.0, "one seed (42); newest ok of 2 runs")
 
 
 def test_table_and_plots_are_logged_to_wandb_as_an_artifact(sweep: Path, tmp_path: Path, monkeypatch) -> None:
