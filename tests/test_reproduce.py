@@ -43,7 +43,7 @@ def test_paper_preset_dry_run_composes_every_job_with_the_papers_settings() -> N
     for job in jobs:
         assert job["eval"] == "mteb_en" and job["data"] == "echo_e5 (/datasets/echo-e5)"
         assert job["resources"]["gpus_per_node"] == 8 and job["resources"]["timeout_min"] > 0
-        assert job["dir"] == f"runs/reproduce-table/paper/{job['model']}/{job['pipeline']}"
+        assert job["dir"] == f"runs/reproduce-table/paper/{job['model']}/{job['pipeline']}/seed-42"
     assert (
         by_key[("mistral-7b", "bireco")]["resources"]["mem_gb"]
         > by_key[("llama3.2-1b", "bireco")]["resources"]["mem_gb"]
