@@ -1,6 +1,6 @@
-"""Print a small comparison table of pipeline runs (the demo's output): probe retrieval quality per run.
+"""The demo's report: pipelines compared over seeds (`bireco.results.compare`), per-stage reconstruction.
 
-python -m bireco.report runs/demo/bireco runs/demo/baseline
+python -m bireco.report runs/demo          # every run under the folder (<pipeline>/seed-<s>/)
 """
 
 from __future__ import annotations
@@ -9,41 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-
-def load_result(run_dir: str | Path) -> dict:
-    """results.json of a run, plus the mteb summary of `bireco-eval` when it was written to <run>/eval/."""
-    f = Path(run_dir) / "results.json"
-    if not f.is_file():
-        return {"pipeline": Path(run_dir).name, "missing": f"no results.json in {run_dir}"}
-    result = json.loads(f.read_text())
-    summary = Path(run_dir) / "eval" / "summary.json"
-    if summary.is_file():
-        result["mteb"] = json.loads(summary.read_text())
-    return result
-
-
-def comparison_table(results: list[dict]) -> str:
-    """Markdown table: one row per run; metrics from the held-out retrieval probe after the last stage."""
-    with_mteb = any("mteb" in r for r in results)
-    head = "| pipeline | stages | recall@1 | MRR@10 | Stage I anchor gain | Stage II steps |"
-    lines = [head + (" mteb average |" if with_mteb else ""), "|---" * (7 if with_mteb else 6) + "|"]
-    for r in results:
-        if "missing" in r:
-            lines.append(f"| {r['pipeline']} | missing: {r['missing']} | | | | |" + (" |" if with_mteb else ""))
-            continue
-        probe = r.get("probe") or {}
-        by_stage = {s["stage"]: s for s in r["stage_results"]}
-        gain = by_stage.get("reconstruction", {}).get("metrics", {}).get("val/anchor_gain")
-        steps = by_stage.get("contrastive", {}).get("steps", "—")
-        row = (
-            f"| {r['pipeline']} | {' → '.join(r['stages'])} | {probe.get('recall@1', float('nan')):.4f} | "
-            f"{probe.get('mrr@10', float('nan')):.4f} | {'—' if gain is None else f'{gain:.4f}'} | {steps} |"
-        )
-        if with_mteb:
-            avg = (r.get("mteb") or {}).get("average")
-            row += f" {avg:.2f} |" if avg is not None else " — |"
-        lines.append(row)
-    return "\n".join(lines)
+from bireco.results.compare import collect, machine, render
 
 
 def reconstruction_scores(run_dir: str | Path) -> list[tuple[str, dict]]:
@@ -82,15 +48,20 @@ def reconstruction_table(runs: list[tuple[str, list[tuple[str, dict]]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    dirs = (argv if argv is not None else sys.argv[1:]) or []
-    if not dirs:
-        raise SystemExit("usage: python -m bireco.report RUN_DIR [RUN_DIR ...]")
-    results = [load_result(d) for d in dirs]
-    sys.stdout.write(comparison_table(results) + "\n")
-    recon = [(r["pipeline"], reconstruction_scores(d)) for r, d in zip(results, dirs, strict=True)]
+    roots = (argv if argv is not None else sys.argv[1:]) or []
+    if len(roots) != 1 or not Path(roots[0]).is_dir():
+        raise SystemExit("usage: python -m bireco.report RUNS_DIR   (a folder of <pipeline>/seed-<s>/ runs)")
+    runs = collect(roots[0])
+    if not runs:
+        raise SystemExit(f"bireco.report: no finished run (results.json) under {roots[0]}")
+    sys.stdout.write(f"Machine: {machine()}\n\n")
+    sys.stdout.write(render(runs))
+    recon = [
+        (f"{p} seed {s}", reconstruction_scores(r.path)) for p, by_seed in runs.items() for s, r in by_seed.items()
+    ]
     if any(scores for _, scores in recon):
         sys.stdout.write("\nReconstruction from the embedding (held-out pairs; shuffled = another pair's vector):\n\n")
-        sys.stdout.write(reconstruction_table(recon) + "\n")
+        sys.stdout.write(reconstruction_table([x for x in recon if x[1]]) + "\n")
 
 
 if __name__ == "__main__":

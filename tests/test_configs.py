@@ -79,7 +79,10 @@ def test_the_budget_control_is_the_baseline_run_for_both_stages_steps() -> None:
     budget = compose_cfg(["pipeline=baseline_budget"], fast=False)
     baseline = compose_cfg(["pipeline=baseline"], fast=False)
     a, b = _flat(budget), _flat(baseline)
-    assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == {"pipeline.name", "stages.contrastive.budget_of"}
+    assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == {
+        "pipeline.name",
+        "stages.contrastive.budget_of",
+    }
     bireco = compose_cfg(["pipeline=bireco"], fast=False)
     both = stage_max_steps(bireco, "reconstruction") + stage_max_steps(bireco, "contrastive")
     assert stage_max_steps(budget, "contrastive") == both == 500  # the tiny preset: 300 + 200

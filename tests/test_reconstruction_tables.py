@@ -29,7 +29,7 @@ def _run(root: Path, stages: list[str], f1s: list[float]) -> Path:
     (run / "config.yaml").write_text(
         f"model:\n  name: tiny\npipeline:\n  name: bireco\n  stages: [{', '.join(stages)}]\n"
     )
-    res = {"model": "tiny", "pipeline": "bireco", "stages": stages, "stage_results": [], "probe": None}
+    res = {"model": "tiny", "pipeline": "bireco", "stages": stages, "stage_results": [], "probe": None, "seed": 42}
     (run / "results.json").write_text(json.dumps(res))
     for i, (stage, f1) in enumerate(zip(stages, f1s, strict=True)):
         d = run / "stages" / f"{i}-{stage}"
@@ -57,7 +57,7 @@ def test_report_prints_the_table_and_bireco_table_writes_it_with_a_plot(tmp_path
     run = _run(tmp_path, ["reconstruction", "contrastive"], [0.5, 0.25])
     main([str(run)])
     printed = capsys.readouterr().out
-    assert "| bireco | reconstruction | 0.5000 | 0.2500 |" in printed
+    assert "| bireco seed 42 | reconstruction | 0.5000 | 0.2500 |" in printed
     write_table([run], tmp_path / "out")
     assert (tmp_path / "out" / "reconstruction.md").read_text().splitlines()[3].startswith("| tiny / bireco | recon")
     assert (tmp_path / "out" / "plots" / "reconstruction.png").read_bytes().startswith(PNG)
@@ -68,7 +68,7 @@ def test_runs_without_scores_print_no_table(tmp_path: Path, capsys) -> None:
     (run / "stages" / "0-contrastive").mkdir(parents=True)
     (run / "stages" / "0-contrastive" / "stage_done.json").write_text("{}")
     (run / "results.json").write_text(
-        json.dumps({"pipeline": "baseline", "stages": ["contrastive"], "stage_results": []})
+        json.dumps({"pipeline": "baseline", "stages": ["contrastive"], "stage_results": [], "seed": 1})
     )
     assert reconstruction_scores(run) == []
     main([str(run)])

@@ -27,7 +27,7 @@ def _snapshot(run: Path) -> dict[str, tuple[int, bytes]]:
     return {
         str(p.relative_to(run)): (p.stat().st_mtime_ns, p.read_bytes())
         for p in sorted(run.rglob("*"))
-        if p.is_file() and not p.relative_to(run).parts[0] in skip and p.suffix != ".log"
+        if p.is_file() and p.relative_to(run).parts[0] not in skip and p.suffix != ".log"
     }
 
 
