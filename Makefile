@@ -19,6 +19,8 @@ export TOKENIZERS_PARALLELISM ?= false
 export OMP_NUM_THREADS ?= 2
 
 DEMO_DIR ?= runs/demo
+DEMO_SEEDS ?= 1,2,3
+CONTROL_SEEDS ?= 1
 SHARED ?= ../shared/data
 DRY_RUN ?=
 ECHO_DATA ?= /datasets/echo-e5
@@ -54,14 +56,15 @@ test: $(STAMP)  ## offline CPU test suite (unit + integration)
 test-all: $(STAMP)  ## everything, including slow tests
 	$(BIN)/python -m pytest -q -m ''
 
-demo: $(STAMP)  ## embedded default end to end: warm-up, bireco and baseline, comparison table
-	$(BIN)/bireco-train -m experiment=demo pipeline=bireco,baseline hydra.sweep.dir=$(DEMO_DIR)
-	# mteb on the held-out split (written as a BEIR task folder): the same path as eval=local on real data
-	for p in bireco baseline; do $(BIN)/bireco-eval run_dir=$(DEMO_DIR)/$$p hydra.run.dir=$(DEMO_DIR)/$$p/eval || exit 1; done
-	$(BIN)/python -m bireco.report $(DEMO_DIR)/bireco $(DEMO_DIR)/baseline
+demo: $(STAMP)  ## embedded default: bireco and baseline x 3 seeds, the two controls, the comparison over seeds
+	$(BIN)/bireco-train -m experiment=demo pipeline=bireco,baseline seed=$(DEMO_SEEDS) hydra.sweep.dir=$(DEMO_DIR)
+	$(BIN)/bireco-train -m experiment=demo pipeline=anchor_control,baseline_budget seed=$(CONTROL_SEEDS) \
+		hydra.sweep.dir=$(DEMO_DIR)
+	$(BIN)/python -m bireco.report $(DEMO_DIR) --out $(DEMO_DIR)/report.md
 
-eval-shared: $(STAMP)  ## mteb on ../shared/data (eval=local) for the demo's bireco run
-	$(BIN)/bireco-eval run_dir=$(DEMO_DIR)/bireco eval.data_root=../shared/data hydra.run.dir=$(DEMO_DIR)/bireco/eval-shared
+eval-shared: $(STAMP)  ## mteb on ../shared/data (eval=local) for the demo's bireco run of seed 1
+	$(BIN)/bireco-eval run_dir=$(DEMO_DIR)/bireco/seed-1 eval.data_root=../shared/data \
+		hydra.run.dir=$(DEMO_DIR)/bireco/seed-1/eval-shared
 
 reproduce-table: $(STAMP)  ## sweep + table (PRESET=tiny here; PRESET=paper on SLURM; DRY_RUN=1 prints the jobs)
 ifeq ($(PRESET),paper)

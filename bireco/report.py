@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from bireco.results.compare import collect, machine, render
+from bireco.utils.io import atomic_write_text
 
 
 def reconstruction_scores(run_dir: str | Path) -> list[tuple[str, dict]]:
@@ -47,21 +48,34 @@ def reconstruction_table(runs: list[tuple[str, list[tuple[str, dict]]]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    roots = (argv if argv is not None else sys.argv[1:]) or []
-    if len(roots) != 1 or not Path(roots[0]).is_dir():
-        raise SystemExit("usage: python -m bireco.report RUNS_DIR   (a folder of <pipeline>/seed-<s>/ runs)")
-    runs = collect(roots[0])
+def report(root: str | Path) -> str:
+    """The whole printed report of the runs under `root`."""
+    runs = collect(root)
     if not runs:
-        raise SystemExit(f"bireco.report: no finished run (results.json) under {roots[0]}")
-    sys.stdout.write(f"Machine: {machine()}\n\n")
-    sys.stdout.write(render(runs))
+        raise SystemExit(f"bireco.report: no finished run (results.json) under {root}")
+    text = f"Machine: {machine()}\n\n" + render(runs)
     recon = [
         (f"{p} seed {s}", reconstruction_scores(r.path)) for p, by_seed in runs.items() for s, r in by_seed.items()
     ]
     if any(scores for _, scores in recon):
-        sys.stdout.write("\nReconstruction from the embedding (held-out pairs; shuffled = another pair's vector):\n\n")
-        sys.stdout.write(reconstruction_table([x for x in recon if x[1]]) + "\n")
+        text += "\nReconstruction from the embedding (held-out pairs; shuffled = another pair's vector):\n\n"
+        text += reconstruction_table([x for x in recon if x[1]]) + "\n"
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bireco.report RUNS_DIR [--out FILE]`."""
+    args = list(argv if argv is not None else sys.argv[1:])
+    out = None
+    if "--out" in args:
+        i = args.index("--out")
+        out, args = args[i + 1], args[:i] + args[i + 2 :]
+    if len(args) != 1 or not Path(args[0]).is_dir():
+        raise SystemExit("usage: python -m bireco.report RUNS_DIR [--out FILE]   (a folder of <pipeline>/seed-<s>/)")
+    text = report(args[0])
+    if out:
+        atomic_write_text(Path(out), text)
+    sys.stdout.write(text)
 
 
 if __name__ == "__main__":
