@@ -81,7 +81,7 @@ endif
 else
 	$(BIN)/bireco-train -m experiment=reproduce_tiny $(TINY_DATA)
 	$(BIN)/bireco-table $(TABLE_DIR) --out $(TABLE_DIR)/table \
-		--expect tiny:baseline --expect tiny:bireco --expect tiny:only_q2d --expect tiny:only_d2q
+		$(foreach p,baseline bireco only_q2d only_d2q baseline_budget anchor_control,--expect tiny:$(p))
 endif
 
 bench: $(STAMP)  ## speed/memory vs the reference and a bare loop -> bench/results.json, bench/RESULTS.md (ARGS=--quick)

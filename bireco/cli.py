@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -13,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from bireco.conf import CONF_DIR
-from bireco.errors import user_error_in
+from bireco.console import console_environment, exit_on_user_error
 from bireco.utils.io import atomic_write_json
 from bireco.utils.resolvers import register as register_resolvers
 from bireco.utils.tracking import finish_wandb, log_final_metrics
@@ -21,22 +20,6 @@ from bireco.utils.tracking import finish_wandb, log_final_metrics
 log = logging.getLogger("bireco")
 
 register_resolvers()
-
-
-def console_environment() -> None:
-    """The console scripts' one environment policy. Hub access (`HF_*`) is never touched: the hub works where it
-    is reachable, and offline machines say so themselves (`HF_HUB_OFFLINE=1`, as the Makefile and tests do)."""
-    # tokenizers' thread pool warns (and can deadlock) once a DataLoader forks; bireco batches in one process
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def exit_on_user_error(exc: BaseException, program: str) -> None:
-    """A user error ends the program with its one line on stderr (exit status 2); anything else propagates."""
-    err = user_error_in(exc)
-    if err is not None:
-        print(f"{program}: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-
 
 FAILED_FILE = "failed.json"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bireco.config import validate_config
 from bireco.data.formats import iter_rows, list_row_files
-from bireco.data.synthetic import WorldSpec, generate_world
+from bireco.data.prepare import PreparedData, prepare_data
 from bireco.distributed import full_state_dict, is_global_zero, launched_as_many_processes
 from bireco.errors import UserError
 from bireco.lit.factory import build_trainer_and_module
@@ -84,38 +83,6 @@ class StageError(RuntimeError):
     def __init__(self, stage: str, cause: BaseException) -> None:
         super().__init__(f"stage {stage}: {type(cause).__name__}: {cause}")
         self.stage = stage
-
-
-@dataclass
-class PreparedData:
-    """Where a run's data is, after any generation step."""
-
-    train_path: Path
-    val_path: Path | None
-    probe_dir: Path | None
-    probe_instruction: str | None
-
-
-def prepare_data(cfg: DictConfig) -> PreparedData:
-    """Generate the embedded default world (cached by its spec) or point at a local folder."""
-    d = cfg.data
-    if d.kind == "synthetic":
-        spec = WorldSpec(**OmegaConf.to_container(d.world, resolve=True))
-        root = Path(cfg.paths.cache_dir) / "synthetic" / sha256_text(json.dumps(spec.__dict__, sort_keys=True))[:16]
-        root.mkdir(parents=True, exist_ok=True)
-        with file_lock(root.with_name(root.name + ".lock")):  # ranks and sweep jobs: one generates, the rest wait
-            if not (root / "world.json").is_file():
-                generate_world(root, spec)
-        probe_dir = Path(cfg.probe.task_dir) if cfg.probe.task_dir else root / "heldout" / "retrieval"
-        return PreparedData(root / "train", root / "heldout" / "pairs.jsonl", probe_dir, cfg.probe.instruction)
-    if d.kind == "local":
-        return PreparedData(
-            Path(d.path),
-            Path(d.val_path) if d.get("val_path") else None,
-            Path(cfg.probe.task_dir) if cfg.probe.task_dir else None,
-            cfg.probe.instruction,
-        )
-    raise ValueError(f"unknown data.kind '{d.kind}'; choose 'synthetic' or 'local'")
 
 
 def stage_config_hash(cfg: DictConfig, name: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from bireco.cli import CONF_DIR
+from bireco.conf import CONF_DIR
 from bireco.config import validate_config
 
 

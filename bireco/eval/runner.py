@@ -243,7 +243,7 @@ def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     if cfg.run_dir and cfg.eval.kind == "local" and not cfg.eval.data_root:
         run_cfg = OmegaConf.load(Path(cfg.run_dir) / "config.yaml")
         if run_cfg.data.kind == "synthetic":
-            from bireco.pipeline import prepare_data
+            from bireco.data.prepare import prepare_data
 
             run_root = prepare_data(run_cfg).probe_dir.parent  # the held-out split, written as task folders
     tasks, categories = resolve_tasks(cfg.eval, run_root)

@@ -9,7 +9,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from bireco.cli import CONF_DIR, console_environment, exit_on_user_error  # also: resolvers registered
+from bireco.conf import CONF_DIR
+from bireco.console import console_environment, exit_on_user_error
+from bireco.utils.resolvers import register as register_resolvers
 
 log = logging.getLogger("bireco")
 
@@ -27,6 +29,7 @@ def hydra_app(config_name: str, job: Callable[[DictConfig], Any]) -> Callable[[]
 
     def entry() -> Any:
         console_environment()
+        register_resolvers()
         return _main()
 
     return entry

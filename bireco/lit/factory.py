@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import lightning as L
 from hydra.utils import get_class
@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from bireco.config import check_candidate_pool, stage_max_steps, stage_strategy
 from bireco.data.collate import PairCollator
 from bireco.data.datamodule import PairDataModule
+from bireco.data.prepare import PreparedData
 from bireco.distributed import build_strategy, strategy_name
 from bireco.lit.base import OptimConfig, StageModule, batch_rows, sequence_tokens
 from bireco.lit.callbacks import MtebProbe, ParamCounts, RetrievalProbe
@@ -28,9 +29,6 @@ from bireco.models.encoder import TextEncoder
 from bireco.models.templates import Template
 from bireco.reconstruct.generate import DecodeConfig
 from bireco.utils.tracking import wandb_mode
-
-if TYPE_CHECKING:
-    from bireco.pipeline import PreparedData
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,8 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from bireco.data.collate import pad_encoded
 from bireco.models.pooling import get_pooling
-from bireco.models.templates import Template
+from bireco.models.templates import Template, pad_encoded
 
 
 def decoder_of(model: nn.Module) -> nn.Module:

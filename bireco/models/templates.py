@@ -13,10 +13,12 @@ cut), and truncation drops only body tokens, so template, instruction and EOS al
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+import torch
 from transformers import PreTrainedTokenizerBase
 
 
@@ -35,6 +37,23 @@ class Encoded:
 
     input_ids: list[int]
     segments: list[int]
+
+
+def pad_encoded(enc: Sequence[Encoded], pad_id: int, side: str = "right") -> dict[str, torch.Tensor]:
+    """Stack sequences into `input_ids`, `attention_mask` and `segments` (-1 on padding).  -> (B, T) each"""
+    if side not in ("left", "right"):
+        raise ValueError(f"padding side must be 'left' or 'right', got {side!r}")
+    t = max(len(e.input_ids) for e in enc)
+    ids = torch.full((len(enc), t), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(enc), t), dtype=torch.long)
+    segs = torch.full((len(enc), t), -1, dtype=torch.long)
+    for i, e in enumerate(enc):
+        n = len(e.input_ids)
+        sl = slice(0, n) if side == "right" else slice(t - n, t)
+        ids[i, sl] = torch.tensor(e.input_ids)
+        mask[i, sl] = 1
+        segs[i, sl] = torch.tensor(e.segments)
+    return {"input_ids": ids, "attention_mask": mask, "segments": segs}
 
 
 @dataclass

@@ -267,7 +267,7 @@ def reconstruct_argv(argv: list[str]) -> list[str]:
 
 def main() -> None:
     """`bireco-reconstruct` console entry point."""
-    from bireco.cli import console_environment
+    from bireco.console import console_environment
 
     console_environment()
     sys.argv = [sys.argv[0], *reconstruct_argv(sys.argv[1:])]

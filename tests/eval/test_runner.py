@@ -129,7 +129,7 @@ def test_wrapper_embeddings_equal_the_training_time_encoder(tiny_text_encoder: T
     assert torch.allclose(torch.from_numpy(wrapper.encode_texts(texts, None)), train_side, atol=1e-5)
     # queries: the instruction as its own segment with the evaluation separator
     q = enc.bound.encode_batch(texts, ["find the city"] * 3, 64, separator=": ")
-    from bireco.data.collate import pad_encoded
+    from bireco.models.templates import pad_encoded
 
     qb = pad_encoded(q, enc.pad_id)
     with torch.no_grad():

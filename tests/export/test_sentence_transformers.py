@@ -113,8 +113,8 @@ def test_mteb_scores_the_export_like_bireco_eval(exported_run, tmp_path: Path) -
     from omegaconf import OmegaConf
     from sentence_transformers import SentenceTransformer
 
+    from bireco.data.prepare import prepare_data
     from bireco.eval.local_tasks import discover_tasks
-    from bireco.pipeline import prepare_data
 
     run_cfg = OmegaConf.load(exported_run.run / "config.yaml")
     tasks = discover_tasks(prepare_data(run_cfg).probe_dir.parent)  # the folder bireco-eval used

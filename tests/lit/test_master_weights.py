@@ -14,9 +14,9 @@ import lightning as L
 import pytest
 import torch
 
+from bireco.data.prepare import prepare_data
 from bireco.lit.factory import build_trainer_and_module, load_dtype
 from bireco.models.tiny import TinyLlamaSpec, build_tiny_model, train_tokenizer
-from bireco.pipeline import prepare_data
 from tests.helpers import compose_cfg
 
 pytestmark = pytest.mark.integration

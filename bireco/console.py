@@ -1,0 +1,23 @@
+"""The console scripts' shared policy: their environment, and how a user error ends them (one line, exit 2)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from bireco.errors import user_error_in
+
+
+def console_environment() -> None:
+    """The console scripts' one environment policy. Hub access (`HF_*`) is never touched: the hub works where it
+    is reachable, and offline machines say so themselves (`HF_HUB_OFFLINE=1`, as the Makefile and tests do)."""
+    # tokenizers' thread pool warns (and can deadlock) once a DataLoader forks; bireco batches in one process
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def exit_on_user_error(exc: BaseException, program: str) -> None:
+    """A user error ends the program with its one line on stderr (exit status 2); anything else propagates."""
+    err = user_error_in(exc)
+    if err is not None:
+        print(f"{program}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
