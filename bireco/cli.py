@@ -96,7 +96,7 @@ def _eval_argv(argv: list[str]) -> list[str]:
     `model.pretrained=` (a plain model, whose chat template must then be named: guessing it from the name is how
     peer code ended up using the Llama-3 template for every model).
     """
-    from bireco.models.backbone import read_artifact_meta
+    from bireco.runs import read_artifact_meta
 
     presets = {p.stem for p in Path(CONF_DIR, "model").glob("*.yaml")}
     out = []

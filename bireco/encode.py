@@ -33,8 +33,8 @@ from bireco.errors import UserError
 from bireco.eval.runner import EvalModel, load_encoder
 from bireco.export import EXPORT_FILE, finished_run, run_prompts
 from bireco.export.sentence_transformers import Prompt
-from bireco.models.backbone import read_artifact_meta
 from bireco.models.encoder import TextEncoder
+from bireco.runs import Run, read_artifact_meta
 from bireco.utils.io import atomic_path
 from bireco.utils.iterate import batched
 
@@ -59,12 +59,12 @@ def resolve(model: str | Path, eval_cfg: Mapping[str, Any] | None = None) -> Res
     if (p / EXPORT_FILE).is_file():
         rec = json.loads((p / EXPORT_FILE).read_text())
         merged = p / "hf" / "merged"
-        if not (merged / "artifact.json").is_file():
+        if read_artifact_meta(merged) is None:
             raise FileNotFoundError(f"{p}: exported without hf/merged (hf_merged=false); pass the run dir instead")
         prompts = {n: Prompt(v["instruction"], v["separator"]) for n, v in rec["prompts"].items()}
         m = EvalModel(str(merged), rec["template"], rec["pooling"], int(rec["max_length"]))
         return ResolvedModel(m, prompts)
-    if (p / "results.json").is_file():
+    if Run(p).results() is not None:
         _, run_cfg, final = finished_run(p)
         m = EvalModel(str(final), run_cfg["template"], run_cfg["pooling"]["name"], int(run_cfg["model"]["max_length"]))
         return ResolvedModel(m, run_prompts(run_cfg, eval_cfg))

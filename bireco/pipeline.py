@@ -25,15 +25,23 @@ from bireco.errors import UserError
 from bireco.lit.factory import build_trainer_and_module
 from bireco.lit.fault_tolerance import Preempted, PreemptionCheckpoint
 from bireco.lit.reconstruction_score import ReconstructionScore
-from bireco.models.backbone import ARTIFACT_FILE, save_artifact
+from bireco.models.backbone import save_artifact
 from bireco.models.tiny import TinyLlamaSpec, build_tiny_model, train_tokenizer
+from bireco.runs import (
+    ARTIFACT_DIR,
+    ARTIFACT_FILE,
+    CONFIG_FILE,
+    DONE_FILE,
+    RESULTS_FILE,
+    STAGES_DIR,
+    Run,
+    stage_folder,
+)
 from bireco.utils.io import atomic_write_json, atomic_write_text, sha256_files, sha256_text
 from bireco.utils.locking import file_lock
 from bireco.utils.tracking import finish_wandb
 
 log = logging.getLogger(__name__)
-
-DONE_FILE = "stage_done.json"
 
 
 class RunFolderTaken(UserError):
@@ -43,17 +51,16 @@ class RunFolderTaken(UserError):
 def check_run_folder(cfg: DictConfig, run_dir: Path) -> None:
     """Refuse a folder that holds another run before anything is written there (a rerun of the same config
     resumes or skips; a seed or setting that differs must get its own folder)."""
-    stages = [f"{i}-{name}" for i, name in enumerate(cfg.pipeline.stages)]
-    results = run_dir / "results.json"
-    if results.is_file():
-        r = json.loads(results.read_text())
+    stages = [stage_folder(i, name) for i, name in enumerate(cfg.pipeline.stages)]
+    r = Run(run_dir).results()
+    if r is not None:
         mine = {"pipeline": cfg.pipeline.name, "seed": cfg.seed, "stages": list(cfg.pipeline.stages)}
         theirs = {k: r.get(k) for k in mine}
         if theirs != mine:
             raise RunFolderTaken(
                 f"{run_dir} holds a finished run {theirs}, not {mine}; nothing was written there: " + FOLDER_HINT
             )
-    found = {d.name for d in (run_dir / "stages").glob("*-*") if d.is_dir()}
+    found = {s.folder for s in Run(run_dir).stages()}
     other = sorted(found - set(stages))
     if other:
         raise RunFolderTaken(
@@ -61,7 +68,7 @@ def check_run_folder(cfg: DictConfig, run_dir: Path) -> None:
             "nothing was written there: " + FOLDER_HINT
         )
     for folder, name in zip(stages, cfg.pipeline.stages, strict=True):
-        marker = run_dir / "stages" / folder / DONE_FILE
+        marker = run_dir / STAGES_DIR / folder / DONE_FILE
         if marker.is_file():
             done = json.loads(marker.read_text()).get("config_hash")
             if done != stage_config_hash(cfg, name):
@@ -108,7 +115,7 @@ def finished(stage_dir: Path, config_hash: str) -> bool:
             f"{stage_dir} was finished with a different configuration (config hash {done.get('config_hash')} != "
             f"{config_hash}); use another run directory (hydra.run.dir=...) instead of mixing two experiments"
         )
-    return (stage_dir / "artifact" / ARTIFACT_FILE).is_file()
+    return (stage_dir / ARTIFACT_DIR / ARTIFACT_FILE).is_file()
 
 
 def latest_checkpoint(stage_dir: Path) -> Path | None:
@@ -157,7 +164,7 @@ def run_stage(
     record, failure = None, None
     if trainer.is_global_zero:  # one writer per job; the others get its record below
         try:
-            artifact = module.save_artifact(stage_dir / "artifact", init_from, weights)
+            artifact = module.save_artifact(stage_dir / ARTIFACT_DIR, init_from, weights)
             record = {
                 "stage": name,
                 "config_hash": config_hash,
@@ -209,7 +216,7 @@ def ensure_tiny_base(cfg: DictConfig, data: PreparedData) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     with file_lock(root / ".lock"):  # sweep jobs racing for the same base wait for one builder
         if (warm_dir / DONE_FILE).is_file():
-            return warm_dir / "artifact"
+            return warm_dir / ARTIFACT_DIR
         if launched_as_many_processes():
             # the warm-up would be a DDP fit inside this lock, which the other ranks are waiting on
             raise RuntimeError(
@@ -240,7 +247,7 @@ def run_pipeline(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     check_run_folder(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if is_global_zero():
-        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     data = prepare_data(cfg)
     init_from = ensure_tiny_base(cfg, data) if cfg.model.tiny is not None else cfg.model.pretrained
     base = init_from
@@ -248,7 +255,7 @@ def run_pipeline(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     records = []
     for i, name in enumerate(cfg.pipeline.stages):
         try:
-            rec = run_stage(cfg, name, str(init_from), run_dir / "stages" / f"{i}-{name}", data, run_name)
+            rec = run_stage(cfg, name, str(init_from), Run(run_dir).stage(i, name).path, data, run_name)
         except Exception as e:
             raise StageError(name, e) from e
         records.append(rec)
@@ -260,9 +267,11 @@ def run_pipeline(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "base": str(base),
         "final_artifact": str(init_from),
         "seed": cfg.seed,
+        # where the data was: tools find the held-out folder here instead of preparing the data again
+        "data": {k: None if v is None else str(v) for k, v in vars(data).items() if k != "probe_instruction"},
         "stage_results": records,
         "probe": records[-1]["probe"] if records else None,
     }
     if is_global_zero():
-        atomic_write_json(run_dir / "results.json", results)
+        atomic_write_json(run_dir / RESULTS_FILE, results)
     return results

@@ -5,11 +5,11 @@ python -m bireco.report runs/demo          # every run under the folder (<pipeli
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from bireco.results.compare import collect, machine, render
+from bireco.runs import RECONSTRUCTION_FILE, Run, read_json
 from bireco.utils.io import atomic_write_text
 
 
@@ -18,17 +18,15 @@ def reconstruction_scores(run_dir: str | Path) -> list[tuple[str, dict]]:
 
     The base is found through the first stage's `init_from` (for the tiny preset: `<cache>/tiny/<hash>/warmup/`).
     """
-    stages = sorted((Path(run_dir) / "stages").glob("*-*"), key=lambda d: int(d.name.split("-", 1)[0]))
+    run = Run(run_dir)
     out = []
-    done = stages[0] / "stage_done.json" if stages else None
-    init_from = json.loads(done.read_text()).get("init_from") if done is not None and done.is_file() else None
-    if init_from:
-        base = Path(init_from).parent / "reconstruction.json"
-        if base.is_file():
-            out.append(("warmup", json.loads(base.read_text())))
-    for d in stages:
-        if (d / "reconstruction.json").is_file():
-            out.append((d.name.split("-", 1)[1], json.loads((d / "reconstruction.json").read_text())))
+    stages = run.stages()
+    init_from = (stages[0].done or {}).get("init_from") if stages else None
+    if init_from and (base := read_json(Path(init_from).parent / RECONSTRUCTION_FILE)) is not None:
+        out.append(("warmup", base))
+    for s in stages:
+        if (score := read_json(s.file(RECONSTRUCTION_FILE))) is not None:
+            out.append((s.name, score))
     return out
 
 

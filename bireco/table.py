@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from bireco.results.stats import PairedDelta, paired_bootstrap, spread
+from bireco.runs import CONFIG_FILE, FAILED_FILE, RESULTS_FILE, SUMMARY_FILE, Run, find_runs
 from bireco.utils.io import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ CATEGORIES = dict(zip(_TYPES, ["Retr", "Rerank", "Clust", "PairCls", "Class", "S
 COLUMNS = [*CATEGORIES.values(), "Avg"]
 MODEL_ORDER = ["llama3.2-1b", "qwen2.5-1.5b", "llama3.2-3b", "mistral-7b", "llama3.1-8b"]
 PIPELINE_ORDER = ["baseline", "bireco", "baseline_budget", "anchor_control", "only_q2d", "only_d2q", "stage1_only"]
-RUN_MARKERS = ("config.yaml", "results.json", "failed.json")
 DEFAULT_PAPER_TABLE = Path(__file__).resolve().parents[1] / "experiments" / "paper_table.csv"
 LABELS = {"paper": "↳ paper", "ours_minus_paper": "↳ ours − paper"}
 TEX_LABELS = {"paper": "paper", "ours_minus_paper": "ours $-$ paper"}
@@ -74,24 +74,17 @@ class Row:
 
 
 def find_run_dirs(root: Path, max_depth: int = 3) -> list[Path]:
-    """Folders holding a run marker, `root` included; never descends into a run (its `eval/`, `.hydra/` ...)."""
-    if any((root / m).is_file() for m in RUN_MARKERS):
-        return [root]
-    if max_depth == 0 or not root.is_dir():
-        return []
-    found = []
-    for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        found += find_run_dirs(child, max_depth - 1)
-    return found
+    """Run folders under `root`, itself included (never inside a run: its `eval/`, `.hydra/` ...)."""
+    return [r.path for r in find_runs(root, max_depth)]
 
 
 def _names(run_dir: Path) -> tuple[str, str, list[str], int | None]:
     """(model, pipeline, stages, seed) from results.json, else config.yaml; the folder name when neither says."""
-    if (run_dir / "results.json").is_file():
-        r = json.loads((run_dir / "results.json").read_text())
+    run = Run(run_dir)
+    if (r := run.results()) is not None:
         return r["model"], r["pipeline"], list(r.get("stages") or []), r.get("seed")
-    if (run_dir / "config.yaml").is_file():
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    if (run_dir / CONFIG_FILE).is_file():
+        cfg = run.config()
         model, pipe = cfg.get("model") or {}, cfg.get("pipeline") or {}
         return model.get("name", "?"), pipe.get("name", run_dir.name), list(pipe.get("stages") or []), cfg.get("seed")
     return "?", run_dir.name, [], None
@@ -100,7 +93,7 @@ def _names(run_dir: Path) -> tuple[str, str, list[str], int | None]:
 def read_run(run_dir: Path, eval_subdir: str = "eval") -> RunRecord:
     """Status and scores of one run folder; the newer of a summary and a failure marker decides."""
     model, pipeline, stages, seed = _names(run_dir)
-    summary, failed = run_dir / eval_subdir / "summary.json", run_dir / "failed.json"
+    summary, failed = run_dir / eval_subdir / SUMMARY_FILE, run_dir / FAILED_FILE
     if failed.is_file() and not (summary.is_file() and summary.stat().st_mtime >= failed.stat().st_mtime):
         f = json.loads(failed.read_text())
         where = f" (stage {f['stage']})" if f.get("stage") else ""
@@ -114,10 +107,10 @@ def read_run(run_dir: Path, eval_subdir: str = "eval") -> RunRecord:
             for name, t in (s.get("tasks") or {}).items()
         }
         return RunRecord(model, pipeline, "ok", "", run_dir, scores, seed, tasks)
-    if (run_dir / "results.json").is_file():
-        reason = f"no {eval_subdir}/summary.json (training finished)"
+    if (run_dir / RESULTS_FILE).is_file():
+        reason = f"no {eval_subdir}/{SUMMARY_FILE} (training finished)"
         return RunRecord(model, pipeline, "missing", reason, run_dir, seed=seed)
-    done = sum(1 for p in (run_dir / "stages").glob("*/stage_done.json"))
+    done = sum(1 for s in Run(run_dir).stages() if s.done is not None)
     progress = f"; {done}/{len(stages)} stages done" if stages else ""
     reason = f"no results.json (training did not finish{progress})"
     return RunRecord(model, pipeline, "missing", reason, run_dir, seed=seed)
@@ -142,7 +135,7 @@ def collect_runs(
             raise FileNotFoundError(f"{p}: no such run or sweep directory")
         found = find_run_dirs(Path(p))
         if not found:
-            log.warning("%s: no run directory found (looked for %s up to 3 levels down)", p, ", ".join(RUN_MARKERS))
+            log.warning("%s: no run directory found (looked for run folders up to 3 levels down)", p)
         dirs.update({d.resolve(): None for d in found})
     runs = [_read_run_safely(d, eval_subdir) for d in dirs]
     have = {(r.model, r.pipeline) for r in runs}
@@ -481,9 +474,8 @@ def plot_delta(rows: list[Row], paper: dict[tuple[str, str], Scores], out: Path)
 
 
 def _stage_dirs(run_dir: Path) -> list[tuple[str, Path]]:
-    """(stage name, folder) in pipeline order, from `stages/<i>-<name>`."""
-    dirs = [d for d in (run_dir / "stages").glob("*-*") if d.is_dir() and d.name.split("-", 1)[0].isdigit()]
-    return [(d.name.split("-", 1)[1], d) for d in sorted(dirs, key=lambda d: int(d.name.split("-", 1)[0]))]
+    """(stage name, folder) in pipeline order."""
+    return [(s.name, s.path) for s in Run(run_dir).stages()]
 
 
 def plot_curves(run: RunRecord, out: Path) -> Path | None:

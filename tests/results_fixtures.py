@@ -31,6 +31,7 @@ def write_run(
     probe = {"hit@1": sum(hit) / len(hit), "mrr@10": sum(mrr) / len(mrr)}
     results = {"model": "tiny", "pipeline": pipeline, "seed": seed, "stages": stages, "stage_results": records}
     (run / "results.json").write_text(json.dumps({**results, "probe": probe}))
+    (run / "config.yaml").write_text(f"seed: {seed}\npipeline: {{name: {pipeline}}}\nmodel: {{name: tiny}}\n")
     if mteb is not None:
         (run / "eval").mkdir()
         (run / "eval" / "summary.json").write_text(json.dumps({"average": mteb, "categories": {}, "tasks": {}}))

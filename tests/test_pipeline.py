@@ -96,5 +96,7 @@ def test_rerun_skips_finished_stages(bireco_run) -> None:
 
 def test_rerun_with_another_config_in_the_same_dir_is_refused(bireco_run) -> None:
     out, _ = bireco_run
-    with pytest.raises(RuntimeError, match="different configuration"):
+    from bireco.pipeline import RunFolderTaken
+
+    with pytest.raises(RunFolderTaken, match="finished with another configuration"):
         run_pipeline(compose_cfg(["pipeline=bireco", "stages.reconstruction.alpha=0.5"]), out)

@@ -8,7 +8,6 @@ setting that can change a number.
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 from dataclasses import dataclass, field
@@ -23,9 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from bireco.errors import HubUnreachable, hub_access
 from bireco.eval.local_tasks import discover_tasks, task_category
 from bireco.eval.mteb_wrapper import MtebEncoder
-from bireco.models.backbone import BackboneSpec, load_backbone, read_artifact_meta
 from bireco.models.encoder import TextEncoder
-from bireco.models.templates import Template
+from bireco.runs import Run, RunError, read_artifact_meta
 from bireco.utils.io import atomic_write_json, sha256_files, sha256_text
 
 log = logging.getLogger(__name__)
@@ -64,19 +62,18 @@ def weights_hash(path: str, revision: str | None = None) -> str:
 def resolve_model(cfg: DictConfig) -> EvalModel:
     """`run_dir=` (a pipeline output), `artifact=` (a stage artifact) or the `model` preset (a base model)."""
     if cfg.run_dir:
-        run = Path(cfg.run_dir)
-        results_file, config_file = run / "results.json", run / "config.yaml"
-        if not results_file.is_file() or not config_file.is_file():
-            raise FileNotFoundError(f"{run}: not a finished pipeline run (needs results.json and config.yaml)")
-        results = json.loads(results_file.read_text())
-        run_cfg = OmegaConf.load(config_file)
+        run = Run(cfg.run_dir)
+        try:
+            results, run_cfg = run.finished_results(), run.config()
+        except RunError as e:
+            raise FileNotFoundError(str(e)) from None
         return EvalModel(
             results["final_artifact"],
-            OmegaConf.to_container(run_cfg.template, resolve=True),
-            run_cfg.pooling.name,
-            int(run_cfg.model.max_length),
+            run_cfg["template"],
+            run_cfg["pooling"]["name"],
+            int(run_cfg["model"]["max_length"]),
             cfg.model.dtype,
-            {k: results[k] for k in ("pipeline", "stages", "seed")} | {"run_dir": str(run)},
+            {k: results[k] for k in ("pipeline", "stages", "seed")} | {"run_dir": str(run.path)},
         )
     path = cfg.artifact or cfg.model.pretrained
     if not path:
@@ -106,13 +103,7 @@ def resolve_model(cfg: DictConfig) -> EvalModel:
 
 
 def load_encoder(m: EvalModel, revision: str | None = None) -> TextEncoder:
-    model, tokenizer = load_backbone(BackboneSpec(m.path, revision, m.dtype))
-    model.eval()
-    import torch
-
-    if torch.cuda.is_available():
-        model.cuda()
-    return TextEncoder(model, tokenizer, Template(**m.template), m.pooling, m.max_length)
+    return TextEncoder.from_artifact(m.path, m.template, m.pooling, m.max_length, m.dtype, revision)
 
 
 def resolve_tasks(ecfg: DictConfig, run_cfg_data_root: Path | None = None) -> tuple[list, dict[str, str]]:
@@ -236,16 +227,21 @@ def summarize(
     }
 
 
+def _prepared_heldout(run: Run) -> Path:
+    from bireco.data.prepare import prepare_data
+
+    return prepare_data(OmegaConf.create(run.config())).probe_dir.parent
+
+
 def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     out = Path(out_dir)
     em = resolve_model(cfg)
     run_root = None
     if cfg.run_dir and cfg.eval.kind == "local" and not cfg.eval.data_root:
-        run_cfg = OmegaConf.load(Path(cfg.run_dir) / "config.yaml")
-        if run_cfg.data.kind == "synthetic":
-            from bireco.data.prepare import prepare_data
-
-            run_root = prepare_data(run_cfg).probe_dir.parent  # the held-out split, written as task folders
+        run = Run(cfg.run_dir)
+        if run.config()["data"]["kind"] == "synthetic":
+            # the held-out split, written as task folders, where the run recorded it (older runs: regenerate)
+            run_root = run.heldout_dir() or _prepared_heldout(run)
     tasks, categories = resolve_tasks(cfg.eval, run_root)
     revision = weights_hash(em.path, cfg.model.revision if not cfg.run_dir and not cfg.artifact else None)
     encoder = load_encoder(em, cfg.model.revision if not cfg.run_dir and not cfg.artifact else None)

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bireco.errors import UserError
 from bireco.export.sentence_transformers import Prompt
+from bireco.runs import CONFIG_FILE, RESULTS_FILE, Run, read_artifact_meta
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +86,17 @@ def run_prompts(
 
 def finished_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
     """(results.json, config.yaml as a dict, final artifact) of a finished run, or an error naming the path."""
-    run = Path(run_dir)
-    for name in ("results.json", "config.yaml"):
-        if not (run / name).is_file():
-            raise ExportError(f"{run}: not a finished pipeline run ({run / name} is missing)")
-    results = json.loads((run / "results.json").read_text())
+    run = Run(run_dir)
+    for name in (RESULTS_FILE, CONFIG_FILE):
+        if not (run.path / name).is_file():
+            raise ExportError(f"{run.path}: not a finished pipeline run ({run.path / name} is missing)")
+    results = run.finished_results()
     final = Path(results.get("final_artifact") or "")
-    if not (final / "artifact.json").is_file():
-        raise ExportError(f"{run}: its final artifact {final} has no artifact.json (the last stage did not finish)")
-    run_cfg = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"), resolve=True)
-    return results, run_cfg, final
+    if read_artifact_meta(final) is None:
+        raise ExportError(
+            f"{run.path}: its final artifact {final} has no artifact.json (the last stage did not finish)"
+        )
+    return results, run.config(), final
 
 
 def export_run(
@@ -119,8 +121,7 @@ def export_run(
     from bireco.export.huggingface import write_adapter, write_merged
     from bireco.export.model_card import render_model_card
     from bireco.export.sentence_transformers import write_sentence_transformers
-    from bireco.models.backbone import BackboneSpec, load_backbone, read_artifact_meta
-    from bireco.models.templates import Template
+    from bireco.models.encoder import TextEncoder
     from bireco.utils.io import atomic_write_json, atomic_write_text
 
     results, run_cfg, final = finished_run(run_dir)
@@ -139,9 +140,8 @@ def export_run(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        model, tokenizer = load_backbone(BackboneSpec(str(final), dtype="float32"))
-        model.eval()
-        bound = Template(**template_dict).bind(tokenizer)
+        encoder = TextEncoder.from_artifact(final, template_dict, pooling, max_length, device="cpu")
+        model, tokenizer, bound = encoder.model, encoder.tokenizer, encoder.bound
         with torch.no_grad():
             write_sentence_transformers(model, tokenizer, bound, pooling, max_length, prompts, tmp, tmp / ".work")
         shutil.rmtree(tmp / ".work")

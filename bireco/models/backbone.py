@@ -6,7 +6,6 @@ its base, and `artifact.json` saying which. LoRA stages never write a copy of th
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +15,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from bireco.errors import hub_access
+from bireco.runs import ARTIFACT_FILE, read_artifact_meta
 from bireco.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_FILE = "artifact.json"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -47,12 +46,6 @@ def _dtype(name: str) -> torch.dtype:
         return _DTYPES[name]
     except KeyError:
         raise KeyError(f"unknown dtype '{name}'; choose one of {sorted(_DTYPES)}") from None
-
-
-def read_artifact_meta(path: str | Path) -> dict[str, Any] | None:
-    """The artifact.json of a bireco stage artifact, or None for a plain HF folder / hub name."""
-    f = Path(path) / ARTIFACT_FILE
-    return json.loads(f.read_text()) if f.is_file() else None
 
 
 def _what(spec: BackboneSpec, kind: str) -> str:

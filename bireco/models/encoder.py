@@ -7,6 +7,8 @@ vocabulary it would cost more than the whole transformer at small sizes).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -14,8 +16,10 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from bireco.models.backbone import BackboneSpec, load_backbone
 from bireco.models.pooling import get_pooling
 from bireco.models.templates import Template, pad_encoded
+from bireco.runs import read_artifact_meta
 
 
 def decoder_of(model: nn.Module) -> nn.Module:
@@ -64,6 +68,34 @@ class TextEncoder(nn.Module):
         self.pool = get_pooling(pooling)
         self.max_length = max_length
         self.padding_side = padding_side
+
+    @classmethod
+    def from_artifact(
+        cls,
+        path: str | Path,
+        template: Template | dict[str, Any] | None = None,
+        pooling: str | None = None,
+        max_length: int | None = None,
+        dtype: str = "float32",
+        revision: str | None = None,
+        device: str | torch.device | None = None,
+    ) -> TextEncoder:
+        """An encoder in eval mode from any weights: a bireco stage artifact (it brings the template, pooling
+        and max length it was trained with; adapters are merged on their base), an HF folder or a hub name
+        (which must be given them). `device` None = CUDA when there is one, else the CPU."""
+        meta = read_artifact_meta(path) if Path(path).is_dir() else None
+        template = template if template is not None else (meta or {}).get("template")
+        pooling = pooling or (meta or {}).get("pooling")
+        max_length = max_length or (meta or {}).get("max_length")
+        if not isinstance(template, Template | dict) or pooling is None or max_length is None:
+            raise ValueError(
+                f"{path}: not a bireco artifact that records its template, pooling and max_length; pass them"
+            )
+        model, tokenizer = load_backbone(BackboneSpec(str(path), revision, dtype))
+        model.eval()
+        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        tpl = template if isinstance(template, Template) else Template(**template)
+        return cls(model, tokenizer, tpl, pooling, int(max_length))
 
     @property
     def pad_id(self) -> int:

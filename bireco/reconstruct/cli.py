@@ -28,12 +28,11 @@ from bireco.data.formats import DataFormatError, parse_row
 from bireco.errors import UserError
 from bireco.reconstruct.generate import DecodeConfig
 from bireco.reconstruct.reconstructor import DIRECTIONS, Pair, Reconstructor, summarize
+from bireco.runs import Run, RunError, read_artifact_meta
 from bireco.utils.io import atomic_path, atomic_write_json
 from bireco.utils.iterate import batched
 
 log = logging.getLogger("bireco.reconstruct")
-
-DONE_FILE = "stage_done.json"  # = bireco.pipeline.DONE_FILE (not imported: that would load the training stack)
 
 
 class ReconstructError(UserError, ValueError):
@@ -51,66 +50,38 @@ class StageWeights:
     max_length: int
 
 
-def _finished_stages(run: Path) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Folder name (`0-reconstruction`) -> (stage name, done record), in run order."""
-    out = {}
-    for d in sorted((run / "stages").glob("*-*")):
-        if (d / DONE_FILE).is_file():
-            out[d.name] = (d.name.split("-", 1)[1], json.loads((d / DONE_FILE).read_text()))
-    return out
-
-
 def resolve_stage(run_dir: str | Path, stage: str | None) -> StageWeights:
     """The weights of `stage` in a pipeline run (see the module docstring for the accepted names)."""
-    from bireco.models.backbone import read_artifact_meta
-
-    run = Path(run_dir)
-    if not (run / "config.yaml").is_file():
-        raise ReconstructError(f"{run}: not a bireco run (no config.yaml)")
-    run_cfg = OmegaConf.load(run / "config.yaml")
-    stages = _finished_stages(run)
-    if not stages:
-        raise ReconstructError(f"{run}: no finished stage (no stages/*/{DONE_FILE})")
-    choices = [name for name, _ in stages.values()] + ["base"]
-    if stage in ("base", "warmup"):
-        path = next(iter(stages.values()))[1]["init_from"]
-        meta = read_artifact_meta(path) if Path(path).is_dir() else None
-        if stage == "warmup" and (meta or {}).get("stage") != "warmup":
-            raise ReconstructError(
-                f"{run}: its base {path} is not a warm-up artifact (only the tiny preset has one, and its cache "
-                "must still exist); use stage=base"
-            )
-    else:
-        matches = [rec for folder, (name, rec) in stages.items() if stage in (None, folder, name)]
-        if not matches:
-            raise ReconstructError(f"{run}: no finished stage '{stage}'; choose one of {choices}")
-        path = matches[-1]["artifact"]
-        meta = read_artifact_meta(path)
-        stage = stage or matches[-1]["stage"]
+    run = Run(run_dir)
+    try:
+        run_cfg = run.config()
+        if stage in ("base", "warmup"):
+            run.find_stage(None)  # a run with no finished stage has no recorded base either
+            path = run.base()
+            meta = read_artifact_meta(path) if path and Path(path).is_dir() else None
+            if stage == "warmup" and (meta or {}).get("stage") != "warmup":
+                raise ReconstructError(
+                    f"{run.path}: its base {path} is not a warm-up artifact (only the tiny preset has one, and its "
+                    "cache must still exist); use stage=base"
+                )
+        else:
+            found = run.find_stage(stage)
+            path, meta = str(found.artifact), read_artifact_meta(found.artifact)
+            stage = stage or found.name
+    except RunError as e:
+        raise ReconstructError(str(e)) from None
     if meta and isinstance(meta.get("template"), dict):
         return StageWeights(stage, str(path), meta["template"], meta["pooling"], int(meta["max_length"]))
     return StageWeights(
-        stage,
-        str(path),
-        OmegaConf.to_container(run_cfg.template, resolve=True),
-        run_cfg.pooling.name,
-        int(run_cfg.model.max_length),
+        stage, str(path), run_cfg["template"], run_cfg["pooling"]["name"], int(run_cfg["model"]["max_length"])
     )
 
 
 def load_reconstructor(weights: StageWeights, dtype: str, decode: DecodeConfig, target_segments: list[str]):
     """Load the stage's weights (adapters merged) as a `Reconstructor` on the GPU when there is one."""
-    import torch
-
-    from bireco.models.backbone import BackboneSpec, load_backbone
     from bireco.models.encoder import TextEncoder
-    from bireco.models.templates import Template
 
-    model, tokenizer = load_backbone(BackboneSpec(weights.path, dtype=dtype))
-    model.eval()
-    if torch.cuda.is_available():
-        model.cuda()
-    encoder = TextEncoder(model, tokenizer, Template(**weights.template), weights.pooling, weights.max_length)
+    encoder = TextEncoder.from_artifact(weights.path, weights.template, weights.pooling, weights.max_length, dtype)
     return Reconstructor(encoder, decode, target_segments)
 
 
@@ -184,7 +155,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.run_dir:
         raise ReconstructError("run_dir= is required (a bireco-train output folder)")
     weights = resolve_stage(cfg.run_dir, cfg.stage_name)
-    run_cfg = OmegaConf.load(Path(cfg.run_dir) / "config.yaml")
+    run_cfg = OmegaConf.create(Run(cfg.run_dir).config())
     lookup = instruction_lookup(run_cfg, cfg.instruction)
     decode = DecodeConfig(**OmegaConf.to_container(cfg.decode, resolve=True))
     target_segments = list(run_cfg.stages.reconstruction.target_segments)

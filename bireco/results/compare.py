@@ -8,7 +8,6 @@ bootstrap interval (`bireco.results.stats`), marked when it includes 0.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bireco.results.stats import PairedDelta, Spread, paired_bootstrap, spread
+from bireco.runs import PROBE_QUERIES_FILE, RESULTS_FILE, Run, RunError, find_runs, read_json
 
 PIPELINE_ORDER = ("bireco", "baseline", "baseline_budget", "anchor_control", "only_q2d", "only_d2q", "stage1_only")
 METRICS = ("hit@1", "mrr@10")
@@ -38,33 +38,35 @@ class SeedRun:
 
 
 def read_seed_run(run_dir: Path) -> SeedRun:
-    r = json.loads((run_dir / "results.json").read_text())
+    folder = Run(run_dir)
+    r = folder.results()
+    if r is None:
+        raise RunError(f"{run_dir}: no {RESULTS_FILE} (the run did not finish)")
     run = SeedRun(r["pipeline"], int(r["seed"]), run_dir, probe=dict(r.get("probe") or {}))
-    stages = sorted((run_dir / "stages").glob("*-*"), key=lambda d: int(d.name.split("-", 1)[0]))
+    stages = folder.stages()
     for rec in r.get("stage_results") or []:
         run.steps[rec["stage"]] = int(rec.get("steps", 0))
         if rec["stage"] == "reconstruction":
             run.anchor_gain = (rec.get("metrics") or {}).get("val/anchor_gain")
             score = rec.get("reconstruction") or {}
             run.f1 = {d: (score[d]["f1"], score[d]["f1_shuffled"]) for d in ("q2d", "d2q") if d in score}
-    if stages and (stages[-1] / "probe_queries.json").is_file():
-        per = json.loads((stages[-1] / "probe_queries.json").read_text())
+    per = read_json(stages[-1].file(PROBE_QUERIES_FILE)) if stages else None
+    if per is not None:
         run.query_ids = per.pop("query_ids")
         per.pop("step", None)
         run.per_query = per
-    summary = run_dir / "eval" / "summary.json"
-    if summary.is_file():
-        run.mteb = json.loads(summary.read_text()).get("average")
+    if (summary := folder.eval_summary()) is not None:
+        run.mteb = summary.get("average")
     return run
 
 
 def collect(root: str | Path) -> dict[str, dict[int, SeedRun]]:
     """pipeline -> seed -> run, for every finished run folder under `root`."""
     out: dict[str, dict[int, SeedRun]] = {}
-    for f in sorted(Path(root).rglob("results.json")):
-        if "stages" in f.relative_to(root).parts:
+    for folder in find_runs(root):
+        if folder.results() is None:
             continue
-        run = read_seed_run(f.parent)
+        run = read_seed_run(folder.path)
         out.setdefault(run.pipeline, {})[run.seed] = run
     return dict(sorted(out.items(), key=lambda kv: _order(kv[0])))
 

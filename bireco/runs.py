@@ -1,0 +1,188 @@
+"""The run folder: what `bireco-train` writes, and the one module every tool reads it back through.
+
+    <run>/
+      config.yaml             the composed, resolved config (written when the run starts)
+      results.json            written when the last stage finished: model, pipeline, stages, seed, base,
+                              final_artifact, data (training / validation / probe folders), stage_results, probe
+      failed.json             the failed attempt's error, stage and traceback (removed when the run restarts)
+      stages/<i>-<name>/      one folder per stage; i is its place in pipeline.stages (compared as a number)
+        artifact/             full weights or a LoRA adapter, the tokenizer, and artifact.json (kind, base,
+                              template, pooling, max_length, stage, steps)
+        stage_done.json       written last: stage, config_hash, init_from, artifact, steps, metrics, probe,
+                              reconstruction; a stage is finished only with this file *and* its artifact
+        checkpoints/last.ckpt periodic and SIGTERM saves (hpc_ckpt_*.ckpt: SLURM requeue saves)
+        logs/metrics.csv      every logged metric (the CSV logger; a resumed stage appends)
+        probe.jsonl           the retrieval probe over steps; probe_queries.json: the final per-query scores
+        mteb_probe.jsonl      the in-training mteb probe
+        reconstruction.json   the end-of-stage reconstruction score (true vs shuffled embeddings)
+      eval/summary.json       bireco-eval: per-task scores, category means, average, settings
+
+Plain files only (json / yaml): importing this module loads neither torch nor Lightning, so tables and reports
+start in a moment.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_FILE = "config.yaml"
+RESULTS_FILE = "results.json"
+FAILED_FILE = "failed.json"
+STAGES_DIR = "stages"
+DONE_FILE = "stage_done.json"
+ARTIFACT_DIR = "artifact"
+ARTIFACT_FILE = "artifact.json"
+EVAL_DIR = "eval"
+SUMMARY_FILE = "summary.json"
+PROBE_FILE = "probe.jsonl"
+PROBE_QUERIES_FILE = "probe_queries.json"
+MTEB_PROBE_FILE = "mteb_probe.jsonl"
+RECONSTRUCTION_FILE = "reconstruction.json"
+METRICS_FILE = "logs/metrics.csv"
+
+
+class RunError(ValueError):
+    """A folder is not (or not yet) what the caller needs: no run, unfinished, no such stage."""
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_artifact_meta(path: str | Path) -> dict[str, Any] | None:
+    """The artifact.json of a bireco stage artifact, or None for a plain HF folder / hub name."""
+    return read_json(Path(path) / ARTIFACT_FILE)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One `stages/<index>-<name>/` folder of a run."""
+
+    index: int
+    name: str
+    path: Path
+
+    @property
+    def folder(self) -> str:
+        return self.path.name
+
+    @property
+    def done(self) -> dict[str, Any] | None:
+        """The stage's done record, or None while it is unfinished."""
+        return read_json(self.path / DONE_FILE)
+
+    @property
+    def finished(self) -> bool:
+        return self.done is not None and (self.path / ARTIFACT_DIR / ARTIFACT_FILE).is_file()
+
+    @property
+    def artifact(self) -> Path:
+        return self.path / ARTIFACT_DIR
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+
+def stage_folder(index: int, name: str) -> str:
+    return f"{index}-{name}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder (see the module docstring for its layout)."""
+
+    path: Path
+
+    def __init__(self, path: str | Path) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    @property
+    def is_run(self) -> bool:
+        return any((self.path / f).is_file() for f in (CONFIG_FILE, RESULTS_FILE, FAILED_FILE))
+
+    def config(self) -> dict[str, Any]:
+        """The run's resolved config as plain data."""
+        f = self.path / CONFIG_FILE
+        if not f.is_file():
+            raise RunError(f"{self.path}: not a bireco run (no {CONFIG_FILE})")
+        return yaml.safe_load(f.read_text()) or {}
+
+    def results(self) -> dict[str, Any] | None:
+        return read_json(self.path / RESULTS_FILE)
+
+    def finished_results(self) -> dict[str, Any]:
+        """results.json of a finished run, or an error naming the folder."""
+        r = self.results()
+        if r is None or not (self.path / CONFIG_FILE).is_file():
+            raise RunError(f"{self.path}: not a finished pipeline run (needs {RESULTS_FILE} and {CONFIG_FILE})")
+        return r
+
+    def failed(self) -> dict[str, Any] | None:
+        return read_json(self.path / FAILED_FILE)
+
+    def stage(self, index: int, name: str) -> Stage:
+        return Stage(index, name, self.path / STAGES_DIR / stage_folder(index, name))
+
+    def stages(self) -> list[Stage]:
+        """Every stage folder, in pipeline order (by index as a number: 10 comes after 9)."""
+        found = []
+        for d in (self.path / STAGES_DIR).glob("*-*"):
+            index, _, name = d.name.partition("-")
+            if d.is_dir() and index.isdigit():
+                found.append(Stage(int(index), name, d))
+        return sorted(found, key=lambda s: s.index)
+
+    def finished_stages(self) -> list[Stage]:
+        return [s for s in self.stages() if s.finished]
+
+    def find_stage(self, key: str | None) -> Stage:
+        """A finished stage by name (`reconstruction`) or folder (`0-reconstruction`); None = the last one."""
+        done = self.finished_stages()
+        if not done:
+            raise RunError(f"{self.path}: no finished stage (no {STAGES_DIR}/*/{DONE_FILE} with its artifact)")
+        matches = [s for s in done if key in (None, s.name, s.folder)]
+        if not matches:
+            choices = [s.name for s in done]
+            raise RunError(f"{self.path}: no finished stage '{key}'; choose one of {choices}")
+        return matches[-1]
+
+    def final_artifact(self) -> Path:
+        return Path(self.finished_results()["final_artifact"])
+
+    def base(self) -> str | None:
+        """What the first stage started from (hub name, folder or the tiny preset's cached warm-up)."""
+        stages = self.stages()
+        done = stages[0].done if stages else None
+        return (done or {}).get("init_from") or (self.results() or {}).get("base")
+
+    def eval_summary(self, subdir: str = EVAL_DIR) -> dict[str, Any] | None:
+        return read_json(self.path / subdir / SUMMARY_FILE)
+
+    def heldout_dir(self) -> Path | None:
+        """The folder of held-out task folders the run recorded (the embedded default's held-out split)."""
+        probe = ((self.results() or {}).get("data") or {}).get("probe_dir")
+        return Path(probe).parent if probe else None
+
+
+def find_runs(root: str | Path, max_depth: int = 3) -> list[Run]:
+    """Run folders under `root` (itself included), never descending into a run (its eval/, .hydra/, stages/)."""
+    root = Path(root)
+    out: list[Run] = []
+
+    def walk(d: Path, depth: int) -> None:
+        run = Run(d)
+        if run.is_run:
+            out.append(run)
+            return
+        if depth < max_depth:
+            for child in sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                walk(child, depth + 1)
+
+    if root.is_dir():
+        walk(root, 0)
+    return out

@@ -1,0 +1,73 @@
+"""bireco.runs: the run-folder layout, read back the same way by every tool."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bireco.runs import Run, RunError, find_runs, read_artifact_meta
+
+
+def _stage(run: Path, index: int, name: str, finished: bool = True) -> Path:
+    d = run / "stages" / f"{index}-{name}"
+    (d / "artifact").mkdir(parents=True)
+    if finished:
+        (d / "artifact" / "artifact.json").write_text(json.dumps({"kind": "full", "stage": name}))
+        rec = {"stage": name, "artifact": str(d / "artifact"), "init_from": f"from-{index}"}
+        (d / "stage_done.json").write_text(json.dumps(rec))
+    return d
+
+
+def test_stages_are_in_numeric_order_and_only_finished_ones_count(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    for i in (10, 2, 9):
+        _stage(run, i, f"s{i}")
+    _stage(run, 11, "pending", finished=False)
+    (run / "stages" / "notes-x").mkdir()  # not a stage folder
+    r = Run(run)
+    assert [s.index for s in r.stages()] == [2, 9, 10, 11]  # 10 after 9: numbers, not text
+    assert [s.name for s in r.finished_stages()] == ["s2", "s9", "s10"]
+    assert r.find_stage(None).name == "s10" and r.find_stage("9-s9").name == "s9"
+    with pytest.raises(RunError, match=r"no finished stage 'pending'; choose one of \['s2', 's9', 's10'\]"):
+        r.find_stage("pending")
+    assert r.base() == "from-2"  # what the first stage started from
+
+
+def test_an_unfinished_run_is_named_not_guessed(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("seed: 3\npipeline: {name: baseline}\n")
+    r = Run(run)
+    assert r.is_run and r.config()["seed"] == 3 and r.results() is None
+    with pytest.raises(RunError, match="not a finished pipeline run"):
+        r.final_artifact()
+    with pytest.raises(RunError, match="not a bireco run"):
+        Run(tmp_path / "nothing").config()
+
+
+def test_recorded_heldout_folder_and_runs_found_without_descending(tmp_path: Path) -> None:
+    run = tmp_path / "sweep" / "bireco" / "seed-1"
+    _stage(run, 0, "reconstruction")
+    data = {"probe_dir": str(tmp_path / "world" / "heldout" / "retrieval")}
+    (run / "results.json").write_text(json.dumps({"final_artifact": "a", "data": data, "seed": 1}))
+    (run / "config.yaml").write_text("{}")
+    (run / "eval").mkdir()
+    (run / "eval" / "results.json").write_text("{}")  # inside a run: never a second run
+    assert Run(run).heldout_dir() == tmp_path / "world" / "heldout"
+    assert [r.path for r in find_runs(tmp_path / "sweep")] == [run]
+    assert read_artifact_meta(run / "stages" / "0-reconstruction" / "artifact") == {
+        "kind": "full",
+        "stage": "reconstruction",
+    }
+
+
+def test_importing_it_loads_no_training_stack() -> None:
+    code = (
+        "import sys, bireco.runs; print(sorted(m for m in ('torch', 'lightning', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr[-2000:]
