@@ -7,7 +7,7 @@ n; seeds another pipeline of that model has but this one lacks are listed, never
 labelled as one seed. A (model, pipeline) with no finished seed is a row with the reason (failed / missing), so a
 table never looks complete when it is not. Each pipeline gets a Δ against the baseline with a paired 95% interval
 (seeds and the category's tasks resampled; † marks an interval that includes 0). Rows that the paper reports get
-the paper's numbers underneath (`experiments/paper_table.csv`) and the difference.
+the paper's numbers underneath (`bireco/results/paper_table.csv`) and the difference.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ CATEGORIES = dict(zip(_TYPES, ["Retr", "Rerank", "Clust", "PairCls", "Class", "S
 COLUMNS = [*CATEGORIES.values(), "Avg"]
 MODEL_ORDER = ["llama3.2-1b", "qwen2.5-1.5b", "llama3.2-3b", "mistral-7b", "llama3.1-8b"]
 PIPELINE_ORDER = ["baseline", "bireco", "baseline_budget", "anchor_control", "only_q2d", "only_d2q", "stage1_only"]
-DEFAULT_PAPER_TABLE = Path(__file__).resolve().parents[1] / "experiments" / "paper_table.csv"
+DEFAULT_PAPER_TABLE = Path(__file__).resolve().parent / "results" / "paper_table.csv"  # package data: wheels too
 LABELS = {"paper": "↳ paper", "ours_minus_paper": "↳ ours − paper"}
 TEX_LABELS = {"paper": "paper", "ours_minus_paper": "ours $-$ paper"}
 INCLUDES_ZERO = "†"

@@ -85,7 +85,7 @@ def test_the_budget_control_is_the_baseline_run_for_both_stages_steps() -> None:
     }
     bireco = compose_cfg(["pipeline=bireco"], fast=False)
     both = stage_max_steps(bireco, "reconstruction") + stage_max_steps(bireco, "contrastive")
-    assert stage_max_steps(budget, "contrastive") == both == 800  # the tiny preset: 600 + 200
+    assert stage_max_steps(budget, "contrastive") == both == 900  # the tiny preset: 700 + 200
     assert stage_max_steps(baseline, "contrastive") == 200
     # a command-line change of either stage's steps carries over to the control
     moved = compose_cfg(["pipeline=baseline_budget", "stages.reconstruction.max_steps=7"], fast=False)

@@ -43,6 +43,7 @@ def test_the_wheel_carries_every_config(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     ours = {str(p.relative_to(REPO)) for p in (REPO / "bireco" / "conf").rglob("*.yaml")}
     assert ours and ours <= names, sorted(ours - names)[:5]
+    assert "bireco/results/paper_table.csv" in names  # bireco-table's paper rows, for installed users too
 
 
 def test_installed_wheel_trains_from_another_folder(wheel: Path, tmp_path: Path, bireco_cache: str) -> None:
