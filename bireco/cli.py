@@ -39,7 +39,7 @@ def _train(cfg: DictConfig) -> float | None:
     """
     from hydra.types import RunMode
 
-    from bireco.distributed import is_global_zero
+    from bireco.distributed import is_global_zero, release_process_group
     from bireco.pipeline import RunFolderTaken, check_run_folder, run_pipeline
 
     # Lightning prints its own INFO lines; without this Hydra's root handler would print each twice
@@ -84,6 +84,8 @@ def _train(cfg: DictConfig) -> float | None:
         return None
     finally:
         finish_wandb()  # one failed sweep job must not leave a dangling run that breaks the next
+        if not multirun:
+            release_process_group()
     probe = results.get("probe") or {}
     log.info("final probe: %s", probe)
     return probe.get("mrr@10")  # the sweep objective (e.g. for optuna sweepers)

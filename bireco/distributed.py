@@ -24,6 +24,14 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 
+def release_process_group() -> None:
+    """Destroy the default process group once a job is done with it. Left to interpreter exit, its
+    communication threads can be torn down mid-flight, which aborts the process (seen as a rare
+    `terminate called without an active exception` on a rank that had finished)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def world() -> tuple[int, int]:
     """(world size, rank); (1, 0) outside an initialized process group."""
     if dist.is_available() and dist.is_initialized():

@@ -45,8 +45,9 @@ OVERRIDES = [
 CODE = (
     "import json, sys, torch; torch.set_num_threads(1); from tests.helpers import compose_cfg; "
     "from bireco.pipeline import run_pipeline; "
+    "from bireco.distributed import release_process_group; "
     "r = run_pipeline(compose_cfg(json.loads(sys.argv[1])), sys.argv[2]); "
-    "open(sys.argv[3], 'w').write(json.dumps(r['stage_results']))"
+    "open(sys.argv[3], 'w').write(json.dumps(r['stage_results'])); release_process_group()"
 )
 
 
