@@ -77,6 +77,22 @@ def stage_max_steps(cfg: DictConfig, name: str) -> int:
     return sum(int(cfg.stages[s].max_steps) for s in of)
 
 
+def duplicate_key(stage: DictConfig) -> str | None:
+    """`stages.contrastive.mask_duplicates` -> the collator's row key (`token_ids`, `text`) or None (off)."""
+    from bireco.losses.false_negatives import DUPLICATE_KEYS
+
+    value = stage.get("mask_duplicates", False)
+    if value is True:
+        return "token_ids"
+    if value in (False, None):
+        return None
+    if value not in DUPLICATE_KEYS:
+        raise ConfigError(
+            f"stages.contrastive.mask_duplicates={value!r}: choose one of {list(DUPLICATE_KEYS)} or false"
+        )
+    return value
+
+
 def candidate_pool(stage: DictConfig, world_size: int) -> tuple[int, int]:
     """(candidate pool, global batch) of a contrastive stage: how many rows' positives and negatives each query
     is scored against, and how many rows one optimizer step trains on.
@@ -280,18 +296,25 @@ def _check_scale_out(cfg: DictConfig, stages: list[str]) -> None:
     if "contrastive" not in stages:
         return
     st = cfg.stages.contrastive
+    duplicate_key(st)
     devices, nodes = cfg.trainer.get("devices"), cfg.trainer.get("num_nodes", 1)
     known = isinstance(devices, int) and devices > 0 and isinstance(nodes, int)  # else known only at fit start
     check_candidate_pool(st, devices * nodes if known else None)
-    chunk = st.get("grad_cache", {}).get("chunk_size")
-    if chunk is not None and not _positive_int(chunk):
+    gc = st.get("grad_cache", {})
+    chunk, budget = gc.get("chunk_size"), gc.get("max_tokens")
+    for key, value, unit in (("chunk_size", chunk, "integer"), ("max_tokens", budget, "number of tokens")):
+        if value is not None and not _positive_int(value):
+            raise ConfigError(f"stages.contrastive.grad_cache.{key} must be a positive {unit} or null, got {value!r}")
+    if chunk is not None and budget is not None:
         raise ConfigError(
-            f"stages.contrastive.grad_cache.chunk_size must be a positive integer or null, got {chunk!r}"
+            f"stages.contrastive.grad_cache: chunk_size={chunk} and max_tokens={budget} both set; a chunk is either "
+            "N rows or N tokens — set the other to null"
         )
     name = strategy_name(stage_strategy(cfg, "contrastive"))
-    if chunk is not None and (name.startswith("fsdp") or name.startswith("deepspeed")):
+    if (chunk or budget) is not None and (name.startswith("fsdp") or name.startswith("deepspeed")):
+        what = f"chunk_size={chunk}" if chunk is not None else f"max_tokens={budget}"
         raise ConfigError(
-            f"stages.contrastive.grad_cache.chunk_size={chunk} with trainer.strategy={name}: GradCache needs whole "
+            f"stages.contrastive.grad_cache.{what} with trainer.strategy={name}: GradCache needs whole "
             "(unsharded) parameters; use it with trainer=ddp (or one device), or shard with gradient checkpointing"
         )
 

@@ -95,6 +95,25 @@ def all_sizes(sizes: list[int], device: torch.device) -> list[list[int]]:
     return [t.tolist() for t in out]
 
 
+def gather_rows(x: torch.Tensor, rows_per_rank: list[int]) -> torch.Tensor:
+    """Every rank's rows in rank order, without gradients (e.g. integer keys); ranks may hold different counts.
+
+    Args:
+        x: (rows_per_rank[rank], ...) this rank's rows.
+        rows_per_rank: every rank's row count (from `all_sizes`).
+    """
+    n, _ = world()
+    if n == 1:
+        return x
+    longest = max(rows_per_rank)
+    if longest == 0:
+        return x
+    padded = torch.cat([x, x.new_zeros((longest - x.shape[0], *x.shape[1:]))]) if x.shape[0] < longest else x
+    parts = [torch.empty_like(padded) for _ in range(n)]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([p[:k] for p, k in zip(parts, rows_per_rank, strict=True)], dim=0)
+
+
 def gather_rows_with_grad(x: torch.Tensor, rows_per_rank: list[int]) -> torch.Tensor:
     """Concatenate every rank's rows in rank order, keeping the autograd graph to each rank's own rows.
 

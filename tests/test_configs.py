@@ -399,3 +399,22 @@ def test_7b_8b_stage1_is_sharded_when_distributed_and_stage2_stays_replicated(mo
     assert stage_strategy(cfg, "contrastive") == "ddp"  # GradCache needs whole parameters
     single = compose_cfg([f"model={model}", "trainer=gpu"], fast=False)
     assert stage_strategy(single, "reconstruction") == "auto"  # nothing to shard on one device
+
+
+@pytest.mark.parametrize(
+    ("value", "key"), [("token_ids", "token_ids"), ("text", "text"), ("true", "token_ids"), ("false", None)]
+)
+def test_mask_duplicates_names_the_row_key(value: str, key: str | None) -> None:
+    from bireco.config import duplicate_key
+
+    cfg = compose_cfg([f"stages.contrastive.mask_duplicates={value}"])
+    validate_config(cfg)
+    assert duplicate_key(cfg.stages.contrastive) == key
+
+
+def test_mask_duplicates_is_on_by_default_and_checked() -> None:
+    from bireco.config import duplicate_key
+
+    assert duplicate_key(compose_cfg([]).stages.contrastive) == "token_ids"
+    with pytest.raises(ConfigError, match=r"^stages.contrastive.mask_duplicates='embeddings': choose one of"):
+        validate_config(compose_cfg(["stages.contrastive.mask_duplicates=embeddings"]))

@@ -21,7 +21,8 @@ from transformers import get_linear_schedule_with_warmup
 
 from bireco.bench import fixtures as fx
 from bireco.bench.measure import summarize, sync
-from bireco.losses.contrastive import info_nce
+from bireco.losses.contrastive import candidate_exclusions, info_nce
+from bireco.losses.false_negatives import token_ids_key
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ def make_batches(n: int, batch: int, q_len: int, d_len: int, vocab: int) -> list
     for _ in range(n):
         b = {k: fx.uniform_side(batch, q_len if k == "query" else d_len, vocab, gen) for k in ("query", "positive")}
         b["negative"] = fx.uniform_side(batch, d_len, vocab, gen)
+        for role in ("positive", "negative"):  # row keys for false-negative masking, as the collator gives them
+            b[role]["key"] = torch.tensor([token_ids_key(row.tolist()) for row in b[role]["input_ids"]])
         b["source"] = "bench"
         b["num_tokens"] = batch * (q_len + 2 * d_len)
         out.append(b)
@@ -102,7 +105,8 @@ class BareLoop:
                 q = self.encoder(b["query"]["input_ids"], b["query"]["attention_mask"])
                 p = self.encoder(b["positive"]["input_ids"], b["positive"]["attention_mask"])
                 n = self.encoder(b["negative"]["input_ids"], b["negative"]["attention_mask"])
-                loss = info_nce(q, p, n, scale=self.scale)
+                exclude = candidate_exclusions(b["positive"]["key"], b["negative"]["key"], q.shape[0])
+                loss = info_nce(q, p, n, scale=self.scale, exclude=exclude)
             loss.backward()
             self.opt.step()
             self.sched.step()

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from bireco.losses.false_negatives import DUPLICATE_KEYS, text_key, token_ids_key
 from bireco.models.templates import BoundTemplate, Segment, pad_encoded
 
 
@@ -27,6 +28,9 @@ class PairCollator:
         instructions: source name -> instruction (None/empty = no instruction).
         max_length: per-sequence cap (template + EOS included).
         with_negatives: collate negatives (Stage II) or drop them (Stage I does not use hard negatives).
+        duplicate_key: give every positive and negative a `key` (rows,) int64 — `token_ids` or `text`, see
+            `bireco.losses.false_negatives` — so the contrastive loss can mask copies of a query's positive;
+            None = no keys.
     """
 
     def __init__(
@@ -37,7 +41,11 @@ class PairCollator:
         max_length: int = 512,
         with_negatives: bool = True,
         padding_side: str = "right",
+        duplicate_key: str | None = None,
     ) -> None:
+        if duplicate_key not in (None, *DUPLICATE_KEYS):
+            raise ValueError(f"duplicate_key must be one of {DUPLICATE_KEYS} or None, got {duplicate_key!r}")
+        self.duplicate_key = duplicate_key
         self.template = template
         self.instructions = instructions
         self.pad_id = pad_id
@@ -45,22 +53,28 @@ class PairCollator:
         self.with_negatives = with_negatives
         self.padding_side = padding_side
 
-    def _pad(self, texts: list[str], instructions: list[str | None] | None = None) -> dict[str, torch.Tensor]:
-        return pad_encoded(
-            self.template.encode_batch(texts, instructions, self.max_length), self.pad_id, self.padding_side
-        )
+    def _pad(
+        self, texts: list[str], instructions: list[str | None] | None = None, keyed: bool = False
+    ) -> dict[str, torch.Tensor]:
+        encoded = self.template.encode_batch(texts, instructions, self.max_length)
+        part = pad_encoded(encoded, self.pad_id, self.padding_side)
+        if keyed and self.duplicate_key == "token_ids":
+            part["key"] = torch.tensor([token_ids_key(e.input_ids) for e in encoded], dtype=torch.long)
+        elif keyed and self.duplicate_key == "text":
+            part["key"] = torch.tensor([text_key(t) for t in texts], dtype=torch.long)
+        return part
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         instr = [self.instructions.get(r["source"]) for r in rows]
         batch: dict[str, Any] = {
             "query": self._pad([r["query"] for r in rows], instr),
-            "positive": self._pad([r["positive"] for r in rows]),
+            "positive": self._pad([r["positive"] for r in rows], keyed=True),
             "source": rows[0]["source"],
         }
         if self.with_negatives:
             negs = [r["negative"] for r in rows if r.get("negative")]
             if negs:
-                batch["negative"] = self._pad(negs)
+                batch["negative"] = self._pad(negs, keyed=True)
         # counted here, on the CPU: the throughput monitor would otherwise sync the device every step
         batch["num_tokens"] = int(sum(int(v["attention_mask"].sum()) for v in batch.values() if isinstance(v, dict)))
         return batch

@@ -45,6 +45,8 @@ class MtebEncoder(AbsEncoder):
         instructions: task name -> query instruction (None/missing = no instruction).
         instruction_separator: joins instruction and query at evaluation (the authors' code: ": ").
         batch_size: texts per forward pass.
+        max_tokens: instead, at most this many (padded) tokens per forward pass (lengths sorted): memory follows
+            tokens, so short texts share a pass and long ones split.
         cache_dir: embeddings of identical (weights, instruction, texts) are read back instead of re-encoded.
         symmetric_tasks: task types whose two sides are both "queries" (STS, pair classification, clustering,
             classification, summarization): every text gets the instruction there, as E5/LLM2Vec evaluation does.
@@ -59,6 +61,7 @@ class MtebEncoder(AbsEncoder):
         instruction_separator: str = ": ",
         batch_size: int = 64,
         cache_dir: str | Path | None = None,
+        max_tokens: int | None = None,
         symmetric_tasks: tuple[str, ...] = (
             "STS",
             "PairClassification",
@@ -71,6 +74,7 @@ class MtebEncoder(AbsEncoder):
         self.instructions = dict(instructions or {})
         self.separator = instruction_separator
         self.batch_size = batch_size
+        self.max_tokens = max_tokens
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.symmetric_tasks = symmetric_tasks
         self.revision = revision
@@ -127,6 +131,7 @@ class MtebEncoder(AbsEncoder):
                 texts,
                 [instruction] * len(texts) if instruction else None,
                 batch_size=self.batch_size,
+                max_tokens=self.max_tokens,
                 progress=True,
                 desc=desc,
                 instruction_separator=self.separator,

@@ -255,6 +255,7 @@ def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         instruction_separator=cfg.eval.instruction_separator,
         batch_size=cfg.batch_size,
         cache_dir=Path(cfg.paths.cache_dir) / "embeddings" if cfg.embedding_cache else None,
+        max_tokens=cfg.get("max_tokens"),
     )
     results = evaluate_tasks(wrapper, tasks, out / "mteb", cfg.batch_size)
     settings = {
@@ -268,6 +269,7 @@ def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         "dtype": em.dtype,
         "autocast": "bf16 on CUDA" if next(encoder.model.parameters()).is_cuda else "none (CPU, fp32)",
         "batch_size": cfg.batch_size,
+        "max_tokens": cfg.get("max_tokens"),
         "instructions": {n: instructions.get(n) for n in names},
         "instruction_separator": cfg.eval.instruction_separator,
         "eval": cfg.eval.name,
@@ -291,6 +293,7 @@ def evaluate_run(train_cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             "pooling": OmegaConf.to_container(train_cfg.pooling, resolve=True),
             "eval": OmegaConf.to_container(train_cfg.eval, resolve=True),
             "batch_size": train_cfg.eval_batch_size,
+            "max_tokens": train_cfg.get("eval_max_tokens"),
             "embedding_cache": True,
             "paths": OmegaConf.to_container(train_cfg.paths, resolve=True),
         }

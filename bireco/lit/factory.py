@@ -14,7 +14,7 @@ from hydra.utils import get_class
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from bireco.config import check_candidate_pool, stage_max_steps, stage_strategy
+from bireco.config import check_candidate_pool, duplicate_key, stage_max_steps, stage_strategy
 from bireco.data.collate import PairCollator
 from bireco.data.datamodule import PairDataModule
 from bireco.data.prepare import PreparedData
@@ -98,6 +98,8 @@ def build_module(name: str, stage: DictConfig, encoder: TextEncoder) -> StageMod
             scale=stage.scale,
             gather_across_ranks=stage.get("gather_across_ranks", True),
             grad_cache_chunk_size=OmegaConf.select(stage, "grad_cache.chunk_size"),
+            mask_duplicates=duplicate_key(stage) is not None,
+            grad_cache_max_tokens=OmegaConf.select(stage, "grad_cache.max_tokens"),
         )
     raise KeyError(f"unknown stage '{name}'; choose one of {sorted(STAGE_MODULES)}")
 
@@ -134,7 +136,12 @@ def build_trainer_and_module(
     encoder = build_encoder(cfg, stage, init_from)
     module = build_module(name, stage, encoder)
     collator = PairCollator(
-        encoder.bound, {}, encoder.pad_id, cfg.model.max_length, with_negatives=stage.with_negatives
+        encoder.bound,
+        {},
+        encoder.pad_id,
+        cfg.model.max_length,
+        with_negatives=stage.with_negatives,
+        duplicate_key=duplicate_key(stage) if name == "contrastive" else None,
     )
     datamodule = PairDataModule(
         data.train_path,

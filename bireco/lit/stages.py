@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
 
 from bireco.data.collate import Window, segment_counts
 from bireco.lit.base import OptimConfig, StageModule, batch_rows
-from bireco.losses.contrastive import gathered_info_nce, info_nce
+from bireco.losses.contrastive import candidate_exclusions, gathered_info_nce, info_nce
 from bireco.losses.grad_cache import grad_cache_loss
 from bireco.losses.lm_head import linear_cross_entropy_sum
 from bireco.losses.reconstruction import bidirectional_reconstruction_loss
@@ -167,6 +168,11 @@ class ContrastiveModule(StageModule):
             (gathered with gradients, as the paper); False = each rank's own batch only.
         grad_cache_chunk_size: rows per encoder forward with GradCache (same loss and gradients as the plain
             path, activations of one chunk at a time); None = the whole batch in one forward.
+        grad_cache_max_tokens: GradCache chunks of at most this many (padded) tokens instead of N rows, rows
+            sorted by length inside the batch.
+        mask_duplicates: leave each query's copies of its own positive (positives and hard negatives of the
+            whole gathered batch, found by the keys the collator gives them) out of its softmax; the count is
+            logged as `train/masked_candidates` (summed over ranks).
     """
 
     def __init__(
@@ -176,6 +182,8 @@ class ContrastiveModule(StageModule):
         scale: float = 50.0,
         gather_across_ranks: bool = True,
         grad_cache_chunk_size: int | None = None,
+        mask_duplicates: bool = True,
+        grad_cache_max_tokens: int | None = None,
     ) -> None:
         super().__init__(encoder, optim, "contrastive")
         if grad_cache_chunk_size is not None and grad_cache_chunk_size < 1:
@@ -184,31 +192,68 @@ class ContrastiveModule(StageModule):
             )
         self.scale = scale
         self.gather_across_ranks = gather_across_ranks
+        if grad_cache_max_tokens is not None and grad_cache_max_tokens < 1:
+            raise ValueError(f"grad_cache max_tokens must be a positive number of tokens, got {grad_cache_max_tokens}")
         self.grad_cache_chunk_size = grad_cache_chunk_size
+        self.grad_cache_max_tokens = grad_cache_max_tokens
+        self.mask_duplicates = mask_duplicates
 
     def _embed(self, part: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.encoder(part["input_ids"], part["attention_mask"])
 
+    def _keys(self, batch: dict[str, Any]) -> dict[str, torch.Tensor | None]:
+        """The candidates' row keys for masking false negatives ({} = no masking)."""
+        if not self.mask_duplicates:
+            return {}
+        if "key" not in batch["positive"]:
+            raise ValueError("mask_duplicates needs row keys: collate with PairCollator(duplicate_key=...)")
+        neg = batch.get("negative")
+        return {"positive_keys": batch["positive"]["key"], "negative_keys": None if neg is None else neg["key"]}
+
     def _train_loss(
-        self, query: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor | None = None
+        self,
+        query: torch.Tensor,
+        positive: torch.Tensor,
+        negative: torch.Tensor | None = None,
+        stats: dict[str, torch.Tensor] | None = None,
+        **keys: torch.Tensor | None,
     ) -> torch.Tensor:
         if self.gather_across_ranks:
-            return gathered_info_nce(query, positive, negative, scale=self.scale)
-        return info_nce(query, positive, negative, scale=self.scale)
+            return gathered_info_nce(query, positive, negative, scale=self.scale, stats=stats, **keys)
+        exclude = candidate_exclusions(keys.get("positive_keys"), keys.get("negative_keys"), query.shape[0])
+        if stats is not None and exclude is not None:
+            stats["masked_candidates"] = exclude.sum()
+        return info_nce(query, positive, negative, scale=self.scale, exclude=exclude)
 
     def _loss(self, batch: dict[str, Any]) -> torch.Tensor:
         """Local in-batch loss (validation: every rank sees the whole validation set, nothing to gather)."""
         n = self._embed(batch["negative"]) if "negative" in batch else None
-        return info_nce(self._embed(batch["query"]), self._embed(batch["positive"]), n, scale=self.scale)
+        keys = self._keys(batch)
+        q = self._embed(batch["query"])
+        exclude = candidate_exclusions(keys.get("positive_keys"), keys.get("negative_keys"), q.shape[0])
+        return info_nce(q, self._embed(batch["positive"]), n, scale=self.scale, exclude=exclude)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         roles = {"query": batch["query"], "positive": batch["positive"], "negative": batch.get("negative")}
-        if self.grad_cache_chunk_size is not None:
+        stats: dict[str, torch.Tensor] = {}
+        loss_fn = partial(self._train_loss, stats=stats, **self._keys(batch))
+        if self.grad_cache_chunk_size is not None or self.grad_cache_max_tokens is not None:
             params = [p for p in self.parameters() if p.requires_grad]
-            loss = grad_cache_loss(self._embed, roles, self._train_loss, params, self.grad_cache_chunk_size)
+            chunk, budget = self.grad_cache_chunk_size, self.grad_cache_max_tokens
+            loss = grad_cache_loss(self._embed, roles, loss_fn, params, chunk, max_tokens=budget)
         else:
-            loss = self._train_loss(**{r: None if b is None else self._embed(b) for r, b in roles.items()})
+            loss = loss_fn(**{r: None if b is None else self._embed(b) for r, b in roles.items()})
         self._log_losses("train", {"loss": loss}, batch_rows(batch))
+        if "masked_candidates" in stats:
+            n = stats["masked_candidates"].float()
+            self.log(
+                "train/masked_candidates",
+                n,
+                on_step=True,
+                sync_dist=True,
+                reduce_fx="sum",
+                batch_size=batch_rows(batch),
+            )
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

@@ -1,7 +1,8 @@
 """Stage II loss: InfoNCE over cosine similarity, a pure function of embeddings (no model code).
 
 Each query is scored against every in-batch positive and every in-batch hard negative; its own positive is
-the label. Computed in fp32 so bf16 logits × scale 50 can never overflow.
+the label. Candidates that are copies of a query's positive can be left out of its softmax (`exclude`; keys from
+`bireco.losses.false_negatives`). Computed in fp32 so bf16 logits × scale 50 can never overflow.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bireco.distributed import all_sizes, gather_rows_with_grad, world
+from bireco.distributed import all_sizes, gather_rows, gather_rows_with_grad, world
+from bireco.losses.false_negatives import duplicate_mask
 
 
 def info_nce(
@@ -19,6 +21,7 @@ def info_nce(
     scale: float = 50.0,
     label_offset: int = 0,
     reduction: str = "mean",
+    exclude: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """InfoNCE loss.
 
@@ -31,6 +34,7 @@ def info_nce(
         scale: 1/τ; the paper uses 50 (τ = 0.02).
         label_offset: index of query 0's positive among the candidates.
         reduction: `mean` or `sum` over queries.
+        exclude: (B, P + K) bool, True = not a candidate of that query (its false negatives; never its label).
 
     Returns:
         Scalar loss.
@@ -40,7 +44,25 @@ def info_nce(
     c = F.normalize(cands.float(), dim=-1)
     logits = scale * q @ c.t()  # (B, P + K)
     labels = torch.arange(q.shape[0], device=q.device) + label_offset
+    if exclude is not None:
+        logits = logits.masked_fill(exclude, float("-inf"))  # exp(-inf) = 0: out of the softmax, zero gradient
     return F.cross_entropy(logits, labels, reduction=reduction)
+
+
+def candidate_exclusions(
+    positive_keys: torch.Tensor | None, negative_keys: torch.Tensor | None, queries: int, label_offset: int = 0
+) -> torch.Tensor | None:
+    """`exclude` for `info_nce` from the candidates' keys: each query's copies of its positive (None = no keys).
+
+    Args:
+        positive_keys: (P,) keys of the candidate positives; negative_keys: (K,) of the hard negatives or None.
+        queries: B; query i's positive is candidate `label_offset + i`.
+    """
+    if positive_keys is None:
+        return None
+    keys = positive_keys if negative_keys is None else torch.cat([positive_keys, negative_keys])
+    labels = torch.arange(queries, device=keys.device) + label_offset
+    return duplicate_mask(keys, labels)
 
 
 def gathered_info_nce(
@@ -48,6 +70,9 @@ def gathered_info_nce(
     positive: torch.Tensor,
     negative: torch.Tensor | None = None,
     scale: float = 50.0,
+    positive_keys: torch.Tensor | None = None,
+    negative_keys: torch.Tensor | None = None,
+    stats: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """InfoNCE with the whole global batch as candidates: this rank's queries vs every rank's positives and
     negatives (gathered with gradients, in rank order: [P_0 … P_{W-1} ; N_0 … N_{W-1}]).
@@ -57,21 +82,43 @@ def gathered_info_nce(
     rank's mean; with unequal ones it still equals one process over the concatenated batch. Outside a process
     group it is `info_nce`.
 
+    With keys, each query's copies of its positive anywhere in the global batch leave its softmax (false
+    negatives, found from the inputs: see `bireco.losses.false_negatives`).
+
     Args:
         query: (B_r, H); positive: (B_r, H); negative: (K_r, H) or None — this rank's rows.
+        positive_keys / negative_keys: (B_r,) / (K_r,) this rank's row keys; None = no masking.
+        stats: if given (and keys are), receives `masked_candidates`: candidates masked for this rank's queries.
 
     Returns:
         Scalar loss (this rank's share).
     """
+    if positive_keys is not None and negative is not None and negative_keys is None:
+        raise ValueError("positive_keys without negative_keys: every candidate needs a key")
     n_ranks, rank = world()
     if n_ranks == 1:
-        return info_nce(query, positive, negative, scale=scale)
+        exclude = candidate_exclusions(positive_keys, negative_keys, query.shape[0])
+        _record(stats, exclude)
+        return info_nce(query, positive, negative, scale=scale, exclude=exclude)
     if negative is None:  # every rank must join the negatives' gather, even with none of its own
         negative = positive.new_zeros((0, positive.shape[-1]))
+        negative_keys = None if positive_keys is None else positive_keys.new_zeros((0,))
     sizes = all_sizes([query.shape[0], positive.shape[0], negative.shape[0]], query.device)  # rank -> [B, P, K]
     pos_all = gather_rows_with_grad(positive, [s[1] for s in sizes])  # (ΣP, H)
     neg_all = gather_rows_with_grad(negative, [s[2] for s in sizes])  # (ΣK, H)
     offset = sum(s[1] for s in sizes[:rank])  # where this rank's positives start among the candidates
     total_queries = sum(s[0] for s in sizes)
-    loss = info_nce(query, pos_all, neg_all if neg_all.shape[0] else None, scale, offset, reduction="sum")
+    exclude = None
+    if positive_keys is not None:
+        pos_keys = gather_rows(positive_keys, [s[1] for s in sizes])
+        neg_keys = gather_rows(negative_keys, [s[2] for s in sizes])
+        exclude = candidate_exclusions(pos_keys, neg_keys, query.shape[0], offset)
+    _record(stats, exclude)
+    negatives = neg_all if neg_all.shape[0] else None
+    loss = info_nce(query, pos_all, negatives, scale, offset, reduction="sum", exclude=exclude)
     return loss * (n_ranks / total_queries)
+
+
+def _record(stats: dict[str, torch.Tensor] | None, exclude: torch.Tensor | None) -> None:
+    if stats is not None and exclude is not None:
+        stats["masked_candidates"] = exclude.sum()

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from bireco.utils.batching import token_budget_batches
+
 Batch = dict[str, Any]
 
 
@@ -55,12 +57,47 @@ def chunk_batch(batch: Batch, chunk_size: int) -> list[Batch]:
     ]
 
 
+def select_rows(batch: Batch, rows: torch.Tensor) -> Batch:
+    """The batch's `rows` (every tensor indexed on dim 0), without the padding columns none of them has."""
+    mask = batch["attention_mask"][rows]
+    real = mask.any(dim=0).nonzero().squeeze(1)
+    cols = slice(int(real[0]), int(real[-1]) + 1) if real.numel() else slice(0, 0)
+    width = mask.shape[1]
+    out = {}
+    for k, v in batch.items():
+        if not torch.is_tensor(v):
+            out[k] = v
+            continue
+        v = v[rows]
+        out[k] = v[:, cols] if v.dim() >= 2 and v.shape[1] == width else v
+    return out
+
+
+def plan_chunks(batch: Batch, chunk_size: int | None, max_tokens: int | None) -> list[tuple[torch.Tensor, Batch]]:
+    """(row indices, sub-batch) of each chunk: `chunk_size` rows in order, or — with `max_tokens` — rows sorted
+    by length, longest first, as many per chunk as fit in `max_tokens` padded tokens (padding columns cut)."""
+    rows = int(batch["input_ids"].shape[0])
+    device = batch["input_ids"].device
+    if max_tokens is None:
+        if chunk_size is None or chunk_size < 1:
+            raise ValueError(f"grad_cache chunk_size must be ≥ 1, got {chunk_size}")
+        idx = [torch.arange(s, min(s + chunk_size, rows), device=device) for s in range(0, rows, chunk_size)]
+        return list(zip(idx, chunk_batch(batch, chunk_size), strict=True))
+    lengths = batch["attention_mask"].sum(dim=1).tolist()
+    plan = []
+    for group in token_budget_batches(lengths, max_tokens):
+        idx = torch.tensor(group, device=device)
+        plan.append((idx, select_rows(batch, idx)))
+    return plan
+
+
 def grad_cache_loss(
     encode: Callable[[Batch], torch.Tensor],
     inputs: dict[str, Batch | None],
     loss_fn: Callable[..., torch.Tensor],
     params: Sequence[nn.Parameter],
-    chunk_size: int,
+    chunk_size: int | None,
+    max_tokens: int | None = None,
 ) -> torch.Tensor:
     """The loss of `loss_fn(**embeddings)` with gradients computed chunk by chunk.
 
@@ -70,22 +107,24 @@ def grad_cache_loss(
         loss_fn: keyword per role -> scalar loss (may use collectives: every rank calls it once).
         params: the trainable parameters the gradient is for.
         chunk_size: rows per forward pass.
+        max_tokens: instead, at most this many (padded) tokens per forward pass, rows sorted by length (one host
+            read of the row lengths per step).
 
     Returns:
         Scalar: value = the loss; `.backward()` puts d loss / d param into each `param.grad`.
     """
-    if chunk_size < 1:
-        raise ValueError(f"grad_cache chunk_size must be ≥ 1, got {chunk_size}")
-    chunks: dict[str, list[Batch]] = {r: chunk_batch(b, chunk_size) for r, b in inputs.items() if b is not None}
+    chunks = {r: plan_chunks(b, chunk_size, max_tokens) for r, b in inputs.items() if b is not None}
     states: dict[str, list[RngState]] = {r: [] for r in chunks}
     cached: dict[str, torch.Tensor | None] = dict.fromkeys(inputs)
-    with torch.no_grad():  # 1. embeddings only, no activations kept
+    with torch.no_grad():  # 1. embeddings only, no activations kept, back in row order
         for role, parts in chunks.items():
             embs = []
-            for part in parts:
+            for _, part in parts:
                 states[role].append(RngState(part["input_ids"].device))
                 embs.append(encode(part))
-            cached[role] = torch.cat(embs).detach().requires_grad_()
+            order = torch.cat([idx for idx, _ in parts])
+            emb = torch.cat(embs)
+            cached[role] = emb.new_empty(emb.shape).index_copy_(0, order, emb).requires_grad_()
     # 2. the loss on the cached embeddings, and its gradient w.r.t. them
     with torch.enable_grad():
         loss = loss_fn(**cached)
@@ -98,14 +137,11 @@ def grad_cache_loss(
         g_role = emb_grads[role]
         if g_role is None:  # the loss does not depend on this role
             continue
-        start = 0
-        for part, state in zip(parts, states[role], strict=True):
-            rows = int(part["input_ids"].shape[0])
+        for (idx, part), state in zip(parts, states[role], strict=True):
             with state.replay(), torch.enable_grad():
                 emb = encode(part)
-            grads = torch.autograd.grad(emb, params, grad_outputs=g_role[start : start + rows], allow_unused=True)
+            grads = torch.autograd.grad(emb, params, grad_outputs=g_role[idx], allow_unused=True)
             acc = [a if g is None else (g if a is None else a.add_(g)) for a, g in zip(acc, grads, strict=True)]
-            start += rows
     # 4. value = loss, gradient = the accumulated parameter gradients (one backward for the trainer)
     surrogate = sum(
         ((p * a.to(p.dtype)).sum() for p, a in zip(params, acc, strict=True) if a is not None), loss.new_zeros(())

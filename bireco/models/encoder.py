@@ -20,17 +20,12 @@ from bireco.models.backbone import BackboneSpec, load_backbone
 from bireco.models.pooling import get_pooling
 from bireco.models.templates import Template, pad_encoded
 from bireco.runs import read_artifact_meta
+from bireco.utils.batching import encode_batches, token_budget_batches
 
 
 def decoder_of(model: nn.Module) -> nn.Module:
     """The transformer stack without the LM head (also through a peft wrapper, whose LoRA layers are in place)."""
     return model.get_decoder()
-
-
-def encode_batches(lengths: Sequence[int], batch_size: int, sort_by_length: bool = True) -> list[list[int]]:
-    """Indices of each batch: longest first when sorted (an out-of-memory shows at once), else input order."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if sort_by_length else list(range(len(lengths)))
-    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
 
 
 def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -134,6 +129,7 @@ class TextEncoder(nn.Module):
         desc: str = "encoding",
         instruction_separator: str | None = None,
         sort_by_length: bool = True,
+        max_tokens: int | None = None,
     ) -> torch.Tensor:
         """Encode raw texts in length-sorted batches (less padding), returned in input order, fp32 on CPU.
 
@@ -141,13 +137,19 @@ class TextEncoder(nn.Module):
             instructions: one per text (queries) or None (documents get none).
             instruction_separator: overrides the template's separator (evaluation conventions differ).
             sort_by_length: batch texts of similar length together (False = input order; for benchmarks).
+            max_tokens: batches of at most this many (padded) tokens instead of `batch_size` rows.
         """
         was_training = self.model.training
         self.model.eval()
         device = next(self.model.parameters()).device
         instr = None if instructions is None else list(instructions)
         enc = self.bound.encode_batch(list(texts), instr, self.max_length, instruction_separator)
-        batches = encode_batches([len(e.input_ids) for e in enc], batch_size, sort_by_length)
+        lengths = [len(e.input_ids) for e in enc]
+        batches = (
+            token_budget_batches(lengths, max_tokens)
+            if max_tokens is not None
+            else encode_batches(lengths, batch_size, sort_by_length)
+        )
         out = torch.empty(len(enc), self.model.config.hidden_size, dtype=torch.float32)
         for idx in tqdm(batches, desc=desc, disable=not progress, leave=False):
             batch = pad_encoded([enc[i] for i in idx], self.pad_id, self.padding_side)

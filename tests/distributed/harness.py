@@ -47,6 +47,7 @@ class Scenario:
     rows_per_rank: int = 4
     overrides: tuple[str, ...] = field(default=())
     from_datamodule: bool = False  # batches from the real PairDataModule (3 steps) instead of fixed rows
+    duplicates: bool = False  # plant copies of positives (see `plant_duplicates`)
 
 
 def _rng_text(rng: random.Random, n: int) -> str:
@@ -85,6 +86,20 @@ def global_rows(scenario: Scenario, world: int, micro: int) -> list[dict[str, An
         for _ in range(world * b)
     ]
     rows[-2]["negative"] = None
+    return plant_duplicates(rows) if scenario.duplicates else rows
+
+
+PLANTED_MASKED = 4  # candidates `plant_duplicates` makes false negatives (2 ranks x 4 rows)
+
+
+def plant_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of positives, across ranks and within one: row 5 (rank 1) gets row 1's positive (so queries 1 and 5
+    each see a copy of their positive), row 7's hard negative is row 0's positive (rank 1 -> rank 0's query 0),
+    row 3's hard negative is its own positive (noisy mining) — 4 false negatives in all."""
+    rows = [dict(r) for r in rows]
+    rows[5]["positive"] = rows[1]["positive"]
+    rows[7]["negative"] = rows[0]["positive"]
+    rows[3]["negative"] = rows[3]["positive"]
     return rows
 
 
@@ -124,6 +139,7 @@ class GradRecorder:
                 self.losses: list[float] = []
                 self.queries: list[list[str]] = []  # per step: each row's query text
                 self.logged: float | None = None
+                self.masked: float | None = None
 
             def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
                 self.losses.append(float(outputs["loss"]))
@@ -136,6 +152,8 @@ class GradRecorder:
 
             def on_train_end(self, trainer, pl_module) -> None:
                 self.logged = float(trainer.callback_metrics["train/loss"])  # the last step's logged train loss
+                masked = trainer.callback_metrics.get("train/masked_candidates")
+                self.masked = None if masked is None else float(masked)
 
         return _Recorder()
 
@@ -145,6 +163,7 @@ def run_scenario(scenario: Scenario, base: Path, world: int, rank: int) -> dict[
     import lightning as L
     from torch.utils.data import DataLoader
 
+    from bireco.config import duplicate_key
     from bireco.data.collate import PairCollator
     from bireco.lit.factory import build_encoder, build_module
     from tests.helpers import compose_cfg
@@ -167,7 +186,10 @@ def run_scenario(scenario: Scenario, base: Path, world: int, rank: int) -> dict[
         for name, p in sorted(module.named_parameters()):
             if "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    collator = PairCollator(encoder.bound, {"s": None}, encoder.pad_id, 64, with_negatives=stage.with_negatives)
+    keys = duplicate_key(stage) if scenario.stage == "contrastive" else None
+    collator = PairCollator(
+        encoder.bound, {"s": None}, encoder.pad_id, 64, with_negatives=stage.with_negatives, duplicate_key=keys
+    )
     b = scenario.rows_per_rank
     if scenario.from_datamodule:
         from bireco.data.datamodule import PairDataModule
@@ -203,7 +225,13 @@ def run_scenario(scenario: Scenario, base: Path, world: int, rank: int) -> dict[
         default_root_dir=str(base.parent / f"trainer-{rank}"),
     )
     trainer.fit(module, train_dataloaders=loader, datamodule=data)
-    return {"grads": recorder.grads, "losses": recorder.losses, "queries": recorder.queries, "logged": recorder.logged}
+    return {
+        "grads": recorder.grads,
+        "losses": recorder.losses,
+        "queries": recorder.queries,
+        "logged": recorder.logged,
+        "masked": recorder.masked,
+    }
 
 
 def free_port() -> int:

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.distributed.harness import Scenario, make_base_model, run_scenario, run_two_ranks, write_rows
+from tests.distributed.harness import (
+    PLANTED_MASKED,
+    Scenario,
+    make_base_model,
+    run_scenario,
+    run_two_ranks,
+    write_rows,
+)
 
 pytestmark = pytest.mark.integration
 TOL = 2e-6
@@ -23,7 +30,10 @@ GRAD_CACHE_ACCUM = Scenario("contrastive", chunk_size=3, accumulate=2)
 NO_GATHER = Scenario("contrastive", gather=False)
 STAGE1 = Scenario("reconstruction")
 DATA = Scenario("contrastive", from_datamodule=True)
-SCENARIOS = [PLAIN, GRAD_CACHE, GRAD_CACHE_ACCUM, NO_GATHER, STAGE1, DATA]
+DUPLICATES = Scenario("contrastive", duplicates=True)  # copies of positives on both ranks, masked
+DUPLICATES_GC = Scenario("contrastive", duplicates=True, chunk_size=3)
+UNMASKED = Scenario("contrastive", duplicates=True, overrides=("stages.contrastive.mask_duplicates=false",))
+SCENARIOS = [PLAIN, GRAD_CACHE, GRAD_CACHE_ACCUM, NO_GATHER, STAGE1, DATA, DUPLICATES, DUPLICATES_GC]
 # the single-process references (GradCache and no-gather runs are compared with the plain reference)
 REFERENCES = {
     PLAIN: PLAIN,
@@ -33,6 +43,8 @@ REFERENCES = {
 }
 REFERENCES[STAGE1] = STAGE1
 REFERENCES[DATA] = DATA
+REFERENCES[DUPLICATES] = DUPLICATES
+REFERENCES[DUPLICATES_GC] = DUPLICATES
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +53,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     base = make_base_model(root / "base")
     write_rows(root / "rows")
     two = run_two_ranks(SCENARIOS, base, root)
-    single = {ref: run_scenario(ref, base, world=1, rank=0) for ref in {*REFERENCES.values(), GRAD_CACHE}}
+    single = {ref: run_scenario(ref, base, world=1, rank=0) for ref in {*REFERENCES.values(), GRAD_CACHE, UNMASKED}}
     return {"two": {s: [two[r][i] for r in range(2)] for i, s in enumerate(SCENARIOS)}, "single": single}
 
 
@@ -102,6 +114,23 @@ def test_without_the_gather_the_gradient_differs(runs) -> None:
     assert max(diffs) > 1e-2
     mean = (ranks[0]["losses"][0] + ranks[1]["losses"][0]) / 2
     assert mean < ref["losses"][0] - 0.1  # fewer candidates per query: an easier task
+
+
+@pytest.mark.parametrize("scenario", [DUPLICATES, DUPLICATES_GC], ids=["plain", "grad_cache"])
+def test_false_negatives_masked_across_ranks(runs, scenario: Scenario) -> None:
+    """Copies of a query's positive on the other rank leave its softmax exactly as in one process over the global
+    batch (whose masking equals the loss without the copies: tests/losses/test_false_negatives.py)."""
+    ranks, ref = runs["two"][scenario], runs["single"][DUPLICATES]
+    _assert_same_grads(ranks[0]["grads"], ref["grads"])
+    _assert_same_grads(ranks[1]["grads"], ref["grads"])
+    mean = (ranks[0]["losses"][0] + ranks[1]["losses"][0]) / 2
+    assert mean == pytest.approx(ref["losses"][0], rel=1e-6)
+    # the logged count is the whole global batch's, on every rank
+    assert ranks[0]["masked"] == ranks[1]["masked"] == ref["masked"] == PLANTED_MASKED
+    unmasked = runs["single"][UNMASKED]
+    assert unmasked["masked"] is None  # nothing counted when masking is off
+    assert unmasked["losses"][0] > ref["losses"][0] + 1e-3  # and the copies compete: the masking changed the loss
+    assert runs["single"][PLAIN]["masked"] == 0  # random rows hold no copies
 
 
 def test_harness_builds_what_it_claims(tmp_path: Path) -> None:

@@ -78,6 +78,17 @@ def test_encode_returns_input_order_despite_length_sorting(
     assert torch.cdist(singles, singles).fill_diagonal_(1.0).min() > 1e-3
 
 
+def test_token_budget_encoding_equals_one_text_at_a_time(
+    tiny_model: LlamaForCausalLM, tiny_tokenizer: PreTrainedTokenizerFast
+) -> None:
+    enc = _encoder(tiny_model, tiny_tokenizer)
+    texts = [C, LONG_B, A, "a dog", LONG_B[:40]]
+    singles = torch.cat([enc.encode([t], normalize=False) for t in texts])
+    for budget in (1, 32, 10_000):
+        got = enc.encode(texts, normalize=False, max_tokens=budget)
+        torch.testing.assert_close(got, singles, atol=1e-5, rtol=0)
+
+
 def test_normalize_gives_unit_norm(tiny_model: LlamaForCausalLM, tiny_tokenizer: PreTrainedTokenizerFast) -> None:
     enc = _encoder(tiny_model, tiny_tokenizer)
     texts = [A, LONG_B, C]
