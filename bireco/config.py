@@ -93,6 +93,26 @@ def duplicate_key(stage: DictConfig) -> str | None:
     return value
 
 
+def matryoshka_pairs(stage: DictConfig) -> list[tuple[int, float]] | None:
+    """`stages.contrastive.matryoshka_dims` / `_weights` -> (dims, weight) pairs for the loss, or None."""
+    dims, weights = stage.get("matryoshka_dims"), stage.get("matryoshka_weights")
+    if dims is None:
+        if weights is not None:
+            raise ConfigError("stages.contrastive.matryoshka_weights is set but matryoshka_dims is null")
+        return None
+    dims = list(dims)
+    if not dims or not all(_positive_int(d) for d in dims) or dims != sorted(set(dims)):
+        raise ConfigError(
+            f"stages.contrastive.matryoshka_dims={dims}: a non-empty, strictly ascending list of positive integers"
+        )
+    weights = [1.0] * len(dims) if weights is None else list(weights)
+    if len(weights) != len(dims) or not all(isinstance(w, (int, float)) and w > 0 for w in weights):
+        raise ConfigError(
+            f"stages.contrastive.matryoshka_weights={weights}: one positive number per dimension of {dims}"
+        )
+    return [(int(d), float(w)) for d, w in zip(dims, weights, strict=True)]
+
+
 def candidate_pool(stage: DictConfig, world_size: int) -> tuple[int, int]:
     """(candidate pool, global batch) of a contrastive stage: how many rows' positives and negatives each query
     is scored against, and how many rows one optimizer step trains on.
@@ -297,6 +317,7 @@ def _check_scale_out(cfg: DictConfig, stages: list[str]) -> None:
         return
     st = cfg.stages.contrastive
     duplicate_key(st)
+    matryoshka_pairs(st)
     devices, nodes = cfg.trainer.get("devices"), cfg.trainer.get("num_nodes", 1)
     known = isinstance(devices, int) and devices > 0 and isinstance(nodes, int)  # else known only at fit start
     check_candidate_pool(st, devices * nodes if known else None)

@@ -22,6 +22,7 @@ from bireco.data.formats import iter_rows, list_row_files
 from bireco.data.prepare import PreparedData, prepare_data
 from bireco.distributed import full_state_dict, is_global_zero, launched_as_many_processes
 from bireco.errors import UserError
+from bireco.lit.compute import ComputeReport
 from bireco.lit.factory import build_trainer_and_module
 from bireco.lit.fault_tolerance import Preempted, PreemptionCheckpoint
 from bireco.lit.reconstruction_score import ReconstructionScore
@@ -176,6 +177,7 @@ def run_stage(
                 "reconstruction": next(
                     (c.result for c in trainer.callbacks if isinstance(c, ReconstructionScore)), None
                 ),
+                "compute": next((c.result for c in trainer.callbacks if isinstance(c, ComputeReport)), None),
             }
             atomic_write_json(stage_dir / DONE_FILE, record)  # written last: the stage counts as done from here on
         except Exception as e:

@@ -418,3 +418,24 @@ def test_mask_duplicates_is_on_by_default_and_checked() -> None:
     assert duplicate_key(compose_cfg([]).stages.contrastive) == "token_ids"
     with pytest.raises(ConfigError, match=r"^stages.contrastive.mask_duplicates='embeddings': choose one of"):
         validate_config(compose_cfg(["stages.contrastive.mask_duplicates=embeddings"]))
+
+
+def test_matryoshka_dims_and_weights_are_checked() -> None:
+    from bireco.config import matryoshka_pairs
+
+    cfg = compose_cfg(["stages.contrastive.matryoshka_dims=[16,64]", "stages.contrastive.matryoshka_weights=[1,0.5]"])
+    validate_config(cfg)
+    assert matryoshka_pairs(cfg.stages.contrastive) == [(16, 1.0), (64, 0.5)]
+    assert matryoshka_pairs(compose_cfg([]).stages.contrastive) is None  # the paper: the full embedding only
+    bad = {
+        "stages.contrastive.matryoshka_dims=[64,16]": "strictly ascending",
+        "stages.contrastive.matryoshka_dims=[]": "non-empty",
+        "stages.contrastive.matryoshka_weights=[1]": "matryoshka_dims is null",
+    }
+    for override, message in bad.items():
+        with pytest.raises(ConfigError, match=message):
+            validate_config(compose_cfg([override]))
+    with pytest.raises(ConfigError, match="one positive number per dimension"):
+        validate_config(
+            compose_cfg(["stages.contrastive.matryoshka_dims=[16,64]", "stages.contrastive.matryoshka_weights=[1]"])
+        )

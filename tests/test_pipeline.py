@@ -51,6 +51,25 @@ def test_bireco_runs_both_stages_and_writes_artifacts(bireco_run) -> None:
     assert set(probe) >= {"recall@1", "mrr@10"} and 0.0 <= probe["recall@1"] <= 1.0
 
 
+def test_each_stage_records_its_compute_report(bireco_run) -> None:
+    """results.json carries tokens/s, the real-token fraction, peak memory and model FLOPs with their convention;
+    no MFU on CPU (no dense bf16 peak), said so."""
+    _, results = bireco_run
+    reports = {r["stage"]: r["compute"] for r in results["stage_results"]}
+    assert set(reports) == {"reconstruction", "contrastive"}
+    for stage, c in reports.items():
+        assert c["steps"] == 3 and c["seconds"] > 0, stage
+        assert c["tokens_per_s"] > 0 and 0 < c["real_token_fraction"] <= 1
+        assert c["model_flops"] > 0 and c["model_tflops_per_s"] > 0
+        assert c["peak_memory_bytes"] > 0 and c["peak_memory_source"] == "process peak RSS"
+        assert c["mfu"] is None and "no MFU" in c["mfu_note"]
+        assert "6N" in c["flop_convention"]
+    assert reports["reconstruction"]["training"] == "full fine-tuning"
+    assert reports["contrastive"]["training"].startswith("LoRA")
+    # Stage I runs four passes (two encoder, two decoder + LM head) per row, Stage II three lighter ones
+    assert reports["reconstruction"]["model_flops"] > reports["contrastive"]["model_flops"]
+
+
 def test_bireco_and_baseline_start_from_the_same_warmed_up_model(bireco_run, baseline_run) -> None:
     assert bireco_run[1]["base"] == baseline_run[1]["base"]
     assert "warmup" in bireco_run[1]["base"]

@@ -57,6 +57,7 @@ def run(quick: bool, shared: Path | None, precision: str) -> dict[str, Any]:
     res["stage1"], res["stage2"] = s1, s2
     enc = section("encode", lambda: encode.measure(shared, quick, precision))
     res["encode_sorted_speedup"] = enc["value"]
+    res["encode_token_budget_vs_sorted"] = enc.get("token_budget_vs_sorted")
     res["encode"] = enc
     res["scaling"] = section("scaling", lambda: scaling.measure(quick, precision))
     res["total_s"] = round(time.perf_counter() - t0, 1)
@@ -73,6 +74,7 @@ def flat_keys(res: dict[str, Any]) -> dict[str, Any]:
         "stage2.throughput_ratio_vs_bare_loop": res["stage2"]["throughput_ratio_vs_bare_loop"],
         "padding_efficiency": res["padding_efficiency"],
         "encode_sorted_speedup": res["encode_sorted_speedup"],
+        "encode_token_budget_vs_sorted": res.get("encode_token_budget_vs_sorted"),
     }
 
 

@@ -75,8 +75,11 @@ class PairCollator:
             negs = [r["negative"] for r in rows if r.get("negative")]
             if negs:
                 batch["negative"] = self._pad(negs, keyed=True)
-        # counted here, on the CPU: the throughput monitor would otherwise sync the device every step
-        batch["num_tokens"] = int(sum(int(v["attention_mask"].sum()) for v in batch.values() if isinstance(v, dict)))
+        # counted here, on the CPU: the throughput monitor and the compute report would otherwise sync the device
+        # (plain lists: nothing here moves to the device)
+        roles = [r for r in ("query", "positive", "negative") if r in batch]
+        batch["segment_tokens"] = {r: segment_counts(batch[r]).tolist() for r in roles}
+        batch["num_tokens"] = sum(sum(c) for c in batch["segment_tokens"].values())
         return batch
 
 

@@ -18,6 +18,7 @@ from transformers import get_linear_schedule_with_warmup
 from bireco.distributed import clean_param_name
 from bireco.models.backbone import save_artifact
 from bireco.models.encoder import TextEncoder
+from bireco.models.flops import Pass
 
 
 @dataclass
@@ -46,9 +47,17 @@ def sequence_tokens(batch: dict[str, Any]) -> int:
     return batch["num_tokens"]
 
 
+ROLES = ("query", "positive", "negative")
+
+
 def batch_rows(batch: dict[str, Any]) -> int:
-    first = next(v for v in batch.values() if isinstance(v, dict))
+    first = next(batch[r] for r in ROLES if r in batch)
     return int(first["input_ids"].shape[0])
+
+
+def role_pass(batch: dict[str, Any], role: str, lm_head_tokens: int = 0) -> Pass:
+    rows, length = batch[role]["input_ids"].shape
+    return Pass(int(rows), int(length), lm_head_tokens)
 
 
 class StageModule(L.LightningModule):
@@ -95,6 +104,11 @@ class StageModule(L.LightningModule):
         trainable = {clean_param_name(n) for n, p in self.named_parameters() if p.requires_grad}
         if len(trainable) < sum(1 for _ in self.parameters()):
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+
+    def flop_passes(self, batch: dict[str, Any]) -> list[Pass]:
+        """The forward passes a training step runs on `batch` (the compute report counts their FLOPs from the
+        shapes): by default one encoder pass per role."""
+        return [role_pass(batch, r) for r in ROLES if r in batch]
 
     def _log_losses(self, prefix: str, losses: dict[str, torch.Tensor], batch_size: int) -> None:
         """Train losses are averaged over ranks when logged: each rank's loss is scaled so that the mean over

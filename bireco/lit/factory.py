@@ -14,13 +14,14 @@ from hydra.utils import get_class
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from bireco.config import check_candidate_pool, duplicate_key, stage_max_steps, stage_strategy
+from bireco.config import check_candidate_pool, duplicate_key, matryoshka_pairs, stage_max_steps, stage_strategy
 from bireco.data.collate import PairCollator
 from bireco.data.datamodule import PairDataModule
 from bireco.data.prepare import PreparedData
 from bireco.distributed import build_strategy, strategy_name
 from bireco.lit.base import OptimConfig, StageModule, batch_rows, sequence_tokens
 from bireco.lit.callbacks import MtebProbe, ParamCounts, RetrievalProbe
+from bireco.lit.compute import ComputeReport
 from bireco.lit.fault_tolerance import AtomicCheckpointIO, FaultInjection, FiniteGuard, PreemptionCheckpoint, RngState
 from bireco.lit.reconstruction_score import ReconstructionScore
 from bireco.lit.stages import ContrastiveModule, ReconstructionModule, WarmupModule
@@ -100,6 +101,7 @@ def build_module(name: str, stage: DictConfig, encoder: TextEncoder) -> StageMod
             grad_cache_chunk_size=OmegaConf.select(stage, "grad_cache.chunk_size"),
             mask_duplicates=duplicate_key(stage) is not None,
             grad_cache_max_tokens=OmegaConf.select(stage, "grad_cache.max_tokens"),
+            matryoshka=matryoshka_pairs(stage),
         )
     raise KeyError(f"unknown stage '{name}'; choose one of {sorted(STAGE_MODULES)}")
 
@@ -171,6 +173,7 @@ def build_trainer_and_module(
             every_n_train_steps=stage.checkpoint_every_n_steps,
         ),
         ParamCounts(),
+        ComputeReport(every_n_steps=int(cfg.trainer.get("log_every_n_steps") or 50)),
     ]
     loggers = build_loggers(cfg, stage_dir, run_name, name)
     if loggers:  # these two only report through loggers

@@ -8,12 +8,13 @@ from typing import Any
 import torch
 
 from bireco.data.collate import Window, segment_counts
-from bireco.lit.base import OptimConfig, StageModule, batch_rows
+from bireco.lit.base import ROLES, OptimConfig, StageModule, batch_rows, role_pass
 from bireco.losses.contrastive import candidate_exclusions, gathered_info_nce, info_nce
 from bireco.losses.grad_cache import grad_cache_loss
 from bireco.losses.lm_head import linear_cross_entropy_sum
 from bireco.losses.reconstruction import bidirectional_reconstruction_loss
 from bireco.models.encoder import TextEncoder
+from bireco.models.flops import Pass
 from bireco.models.templates import Segment
 
 ANCHORS = ("own", "shuffled")
@@ -44,6 +45,16 @@ class WarmupModule(StageModule):
             total = total + linear_cross_entropy_sum(hidden[tm], w, ids[:, 1:][tm], self.chunk_size)
             count = count + tm.sum()
         return total / count
+
+    def flop_passes(self, batch: dict[str, Any]) -> list[Pass]:
+        """Each role through the decoder and the LM head (every real token but each row's first is a target)."""
+        counts = batch.get("segment_tokens", {})
+        passes = []
+        for r in ROLES:
+            if r in batch:
+                rows = int(batch[r]["input_ids"].shape[0])
+                passes.append(role_pass(batch, r, max(sum(counts.get(r, [])) - rows, 0)))
+        return passes
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self._lm_loss(batch)
@@ -131,6 +142,18 @@ class ReconstructionModule(StageModule):
             **kwargs,
         )
 
+    def flop_passes(self, batch: dict[str, Any]) -> list[Pass]:
+        """The encoder passes that make the anchors, then each direction's decoder pass (as long as the decoded
+        side) with its target tokens through the LM head."""
+        counts = batch.get("segment_tokens", {})
+        targets = {r: sum(counts[r][int(s)] for s in self.target_segments) if r in counts else 0 for r in counts}
+        passes = []
+        if self.alpha > 0:  # e_Q, then EBQ2D decodes the document
+            passes += [role_pass(batch, "query"), role_pass(batch, "positive", targets.get("positive", 0))]
+        if self.alpha < 1:  # e_D, then EBD2Q decodes the query
+            passes += [role_pass(batch, "positive"), role_pass(batch, "query", targets.get("query", 0))]
+        return passes
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         e_q, e_d = self._anchors(batch)
         if self.anchor == "shuffled":
@@ -170,6 +193,8 @@ class ContrastiveModule(StageModule):
             path, activations of one chunk at a time); None = the whole batch in one forward.
         grad_cache_max_tokens: GradCache chunks of at most this many (padded) tokens instead of N rows, rows
             sorted by length inside the batch.
+        matryoshka: (dims, weight) pairs: the loss summed over truncated, re-normalised embeddings (also in
+            validation); None = the full embedding.
         mask_duplicates: leave each query's copies of its own positive (positives and hard negatives of the
             whole gathered batch, found by the keys the collator gives them) out of its softmax; the count is
             logged as `train/masked_candidates` (summed over ranks).
@@ -184,6 +209,7 @@ class ContrastiveModule(StageModule):
         grad_cache_chunk_size: int | None = None,
         mask_duplicates: bool = True,
         grad_cache_max_tokens: int | None = None,
+        matryoshka: list[tuple[int, float]] | None = None,
     ) -> None:
         super().__init__(encoder, optim, "contrastive")
         if grad_cache_chunk_size is not None and grad_cache_chunk_size < 1:
@@ -194,6 +220,10 @@ class ContrastiveModule(StageModule):
         self.gather_across_ranks = gather_across_ranks
         if grad_cache_max_tokens is not None and grad_cache_max_tokens < 1:
             raise ValueError(f"grad_cache max_tokens must be a positive number of tokens, got {grad_cache_max_tokens}")
+        width = encoder.model.config.hidden_size
+        if matryoshka and max(d for d, _ in matryoshka) > width:
+            raise ValueError(f"matryoshka_dims {[d for d, _ in matryoshka]}: the embedding has {width} dimensions")
+        self.matryoshka = matryoshka
         self.grad_cache_chunk_size = grad_cache_chunk_size
         self.grad_cache_max_tokens = grad_cache_max_tokens
         self.mask_duplicates = mask_duplicates
@@ -219,11 +249,13 @@ class ContrastiveModule(StageModule):
         **keys: torch.Tensor | None,
     ) -> torch.Tensor:
         if self.gather_across_ranks:
-            return gathered_info_nce(query, positive, negative, scale=self.scale, stats=stats, **keys)
+            return gathered_info_nce(
+                query, positive, negative, scale=self.scale, stats=stats, matryoshka=self.matryoshka, **keys
+            )
         exclude = candidate_exclusions(keys.get("positive_keys"), keys.get("negative_keys"), query.shape[0])
         if stats is not None and exclude is not None:
             stats["masked_candidates"] = exclude.sum()
-        return info_nce(query, positive, negative, scale=self.scale, exclude=exclude)
+        return info_nce(query, positive, negative, scale=self.scale, exclude=exclude, matryoshka=self.matryoshka)
 
     def _loss(self, batch: dict[str, Any]) -> torch.Tensor:
         """Local in-batch loss (validation: every rank sees the whole validation set, nothing to gather)."""
@@ -231,7 +263,8 @@ class ContrastiveModule(StageModule):
         keys = self._keys(batch)
         q = self._embed(batch["query"])
         exclude = candidate_exclusions(keys.get("positive_keys"), keys.get("negative_keys"), q.shape[0])
-        return info_nce(q, self._embed(batch["positive"]), n, scale=self.scale, exclude=exclude)
+        p = self._embed(batch["positive"])
+        return info_nce(q, p, n, scale=self.scale, exclude=exclude, matryoshka=self.matryoshka)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         roles = {"query": batch["query"], "positive": batch["positive"], "negative": batch.get("negative")}

@@ -7,6 +7,8 @@ the label. Candidates that are copies of a query's positive can be left out of i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -22,6 +24,7 @@ def info_nce(
     label_offset: int = 0,
     reduction: str = "mean",
     exclude: torch.Tensor | None = None,
+    matryoshka: Sequence[tuple[int, float]] | None = None,
 ) -> torch.Tensor:
     """InfoNCE loss.
 
@@ -35,18 +38,25 @@ def info_nce(
         label_offset: index of query 0's positive among the candidates.
         reduction: `mean` or `sum` over queries.
         exclude: (B, P + K) bool, True = not a candidate of that query (its false negatives; never its label).
+        matryoshka: (dims, weight) pairs: the weighted sum of the loss over embeddings truncated to their first
+            `dims` dimensions and re-normalised (Matryoshka representation learning); None = the full embedding.
+            [(H, 1.0)] is exactly the plain loss.
 
     Returns:
         Scalar loss.
     """
-    q = F.normalize(query.float(), dim=-1)
     cands = positive if negative is None else torch.cat([positive, negative], dim=0)
-    c = F.normalize(cands.float(), dim=-1)
-    logits = scale * q @ c.t()  # (B, P + K)
-    labels = torch.arange(q.shape[0], device=q.device) + label_offset
-    if exclude is not None:
-        logits = logits.masked_fill(exclude, float("-inf"))  # exp(-inf) = 0: out of the softmax, zero gradient
-    return F.cross_entropy(logits, labels, reduction=reduction)
+    labels = torch.arange(query.shape[0], device=query.device) + label_offset
+    terms = []
+    for dims, weight in matryoshka or [(query.shape[-1], 1.0)]:
+        q = F.normalize(query[:, :dims].float(), dim=-1)
+        c = F.normalize(cands[:, :dims].float(), dim=-1)
+        logits = scale * q @ c.t()  # (B, P + K)
+        if exclude is not None:
+            logits = logits.masked_fill(exclude, float("-inf"))  # exp(-inf) = 0: out of the softmax, zero gradient
+        loss = F.cross_entropy(logits, labels, reduction=reduction)
+        terms.append(loss if weight == 1.0 else weight * loss)
+    return terms[0] if len(terms) == 1 else torch.stack(terms).sum()
 
 
 def candidate_exclusions(
@@ -73,6 +83,7 @@ def gathered_info_nce(
     positive_keys: torch.Tensor | None = None,
     negative_keys: torch.Tensor | None = None,
     stats: dict[str, torch.Tensor] | None = None,
+    matryoshka: Sequence[tuple[int, float]] | None = None,
 ) -> torch.Tensor:
     """InfoNCE with the whole global batch as candidates: this rank's queries vs every rank's positives and
     negatives (gathered with gradients, in rank order: [P_0 … P_{W-1} ; N_0 … N_{W-1}]).
@@ -89,6 +100,7 @@ def gathered_info_nce(
         query: (B_r, H); positive: (B_r, H); negative: (K_r, H) or None — this rank's rows.
         positive_keys / negative_keys: (B_r,) / (K_r,) this rank's row keys; None = no masking.
         stats: if given (and keys are), receives `masked_candidates`: candidates masked for this rank's queries.
+        matryoshka: see `info_nce` (the candidates are gathered once, at full width).
 
     Returns:
         Scalar loss (this rank's share).
@@ -99,7 +111,7 @@ def gathered_info_nce(
     if n_ranks == 1:
         exclude = candidate_exclusions(positive_keys, negative_keys, query.shape[0])
         _record(stats, exclude)
-        return info_nce(query, positive, negative, scale=scale, exclude=exclude)
+        return info_nce(query, positive, negative, scale=scale, exclude=exclude, matryoshka=matryoshka)
     if negative is None:  # every rank must join the negatives' gather, even with none of its own
         negative = positive.new_zeros((0, positive.shape[-1]))
         negative_keys = None if positive_keys is None else positive_keys.new_zeros((0,))
@@ -115,7 +127,7 @@ def gathered_info_nce(
         exclude = candidate_exclusions(pos_keys, neg_keys, query.shape[0], offset)
     _record(stats, exclude)
     negatives = neg_all if neg_all.shape[0] else None
-    loss = info_nce(query, pos_all, negatives, scale, offset, reduction="sum", exclude=exclude)
+    loss = info_nce(query, pos_all, negatives, scale, offset, "sum", exclude=exclude, matryoshka=matryoshka)
     return loss * (n_ranks / total_queries)
 
 

@@ -19,6 +19,7 @@ KEYS = [
     "stage2.throughput_ratio_vs_bare_loop",
     "padding_efficiency",
     "encode_sorted_speedup",
+    "encode_token_budget_vs_sorted",
 ]
 
 

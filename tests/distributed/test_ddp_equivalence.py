@@ -33,7 +33,10 @@ DATA = Scenario("contrastive", from_datamodule=True)
 DUPLICATES = Scenario("contrastive", duplicates=True)  # copies of positives on both ranks, masked
 DUPLICATES_GC = Scenario("contrastive", duplicates=True, chunk_size=3)
 UNMASKED = Scenario("contrastive", duplicates=True, overrides=("stages.contrastive.mask_duplicates=false",))
-SCENARIOS = [PLAIN, GRAD_CACHE, GRAD_CACHE_ACCUM, NO_GATHER, STAGE1, DATA, DUPLICATES, DUPLICATES_GC]
+MATRYOSHKA = ("stages.contrastive.matryoshka_dims=[8,16,32]", "stages.contrastive.matryoshka_weights=[1,0.5,0.25]")
+MRL = Scenario("contrastive", overrides=MATRYOSHKA)
+MRL_GC = Scenario("contrastive", chunk_size=3, overrides=MATRYOSHKA)
+SCENARIOS = [PLAIN, GRAD_CACHE, GRAD_CACHE_ACCUM, NO_GATHER, STAGE1, DATA, DUPLICATES, DUPLICATES_GC, MRL, MRL_GC]
 # the single-process references (GradCache and no-gather runs are compared with the plain reference)
 REFERENCES = {
     PLAIN: PLAIN,
@@ -45,6 +48,8 @@ REFERENCES[STAGE1] = STAGE1
 REFERENCES[DATA] = DATA
 REFERENCES[DUPLICATES] = DUPLICATES
 REFERENCES[DUPLICATES_GC] = DUPLICATES
+REFERENCES[MRL] = MRL
+REFERENCES[MRL_GC] = MRL
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +72,11 @@ def _assert_same_grads(got: dict[str, torch.Tensor], want: dict[str, torch.Tenso
         assert err < TOL, f"{name}: max |diff| = {err:.2e} x max |grad|"
 
 
-@pytest.mark.parametrize("scenario", [PLAIN, GRAD_CACHE, STAGE1], ids=["contrastive", "grad_cache", "reconstruction"])
+@pytest.mark.parametrize(
+    "scenario",
+    [PLAIN, GRAD_CACHE, STAGE1, MRL, MRL_GC],
+    ids=["contrastive", "grad_cache", "reconstruction", "matryoshka", "matryoshka_grad_cache"],
+)
 def test_two_ranks_equal_one_process_over_the_global_batch(runs, scenario: Scenario) -> None:
     ranks, ref = runs["two"][scenario], runs["single"][REFERENCES[scenario]]
     # DDP leaves identical gradients on both ranks, equal to the single process's
@@ -80,6 +89,11 @@ def test_two_ranks_equal_one_process_over_the_global_batch(runs, scenario: Scena
     # and that global loss is what gets logged (on every rank), not rank 0's share
     assert ranks[0]["logged"] == ranks[1]["logged"] == pytest.approx(ref["losses"][0], rel=1e-6)
     assert ref["logged"] == pytest.approx(ref["losses"][0], rel=1e-6)
+
+
+def test_matryoshka_changes_the_objective(runs) -> None:
+    """Control: the Matryoshka terms really enter the loss (the equivalence above is not the plain loss twice)."""
+    assert runs["single"][MRL]["losses"][0] > runs["single"][PLAIN]["losses"][0] + 0.1
 
 
 def test_grad_cache_with_accumulation_equals_plain_single_process(runs) -> None:
