@@ -34,7 +34,9 @@ def compose_cfg(overrides: list[str]) -> DictConfig:
     from bireco.utils.resolvers import register
 
     register()
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    from bireco.conf import CONF_DIR
+
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
         return compose("train", overrides=overrides)
 
 
