@@ -99,6 +99,8 @@ def test_sigterm_in_stage1_saves_a_checkpoint_and_the_rerun_matches(uninterrupte
     assert not (s1 / DONE_FILE).exists() and not (s1 / "artifact").exists()
     _run(tmp_path)
     _assert_same_run(tmp_path, uninterrupted)
+    # the compute report of the resumed stage covers the steps it ran itself
+    assert json.loads((s1 / DONE_FILE).read_text())["compute"]["steps"] == 5 - 3
 
 
 def test_sigkill_in_stage2_lora_resumes_from_the_last_checkpoint(uninterrupted: Path, tmp_path: Path) -> None:

@@ -77,6 +77,7 @@ class ComputeReport(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._reset_totals()
+        self._last_step = trainer.global_step  # a resumed stage reports the steps it ran itself
         self.device = trainer.strategy.root_device
         self.config = pl_module.encoder.model.config
         self.adapters = adapter_params(pl_module)
