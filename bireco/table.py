@@ -529,6 +529,30 @@ def plot_convergence(runs: list[RunRecord], out: Path) -> Path | None:
     return path
 
 
+def plot_dims(runs: list[RunRecord], out: Path, eval_subdir: str = "eval") -> Path | None:
+    """Average score vs embedding width (Matryoshka: `eval.dims`), one line per run that evaluated widths."""
+    lines = []
+    for r in runs:
+        summary = r.path / eval_subdir / SUMMARY_FILE if r.path else None
+        if summary is None or not summary.is_file():
+            continue
+        dims = json.loads(summary.read_text()).get("dims") or {}
+        pts = sorted((int(d), s["average"]) for d, s in dims.items() if s.get("average") is not None)
+        if pts:
+            lines.append((f"{r.model} / {r.pipeline}" + (f" / seed {r.seed}" if r.seed is not None else ""), pts))
+    if not lines:
+        return None
+    fig, (ax,) = _figure(1)
+    for label, pts in lines:
+        ax.plot(*zip(*pts, strict=True), marker="o", label=label)
+    ax.set(title="score vs embedding width", xlabel="dimensions (leading, re-normalised)", ylabel="average")
+    ax.set_xscale("log", base=2)
+    ax.legend(fontsize="small")
+    path = out / "score_by_dims.png"
+    _save(fig, path)
+    return path
+
+
 def plot_reconstruction(runs: list[RunRecord], out: Path) -> Path | None:
     """Reconstruction F1 after each stage (solid) and its shuffled-embedding control (dashed), per direction."""
     from bireco.report import reconstruction_scores
@@ -574,6 +598,7 @@ def write_table(
     for r in runs:
         plot_curves(r, plots)
     plot_convergence(runs, plots)
+    plot_dims(runs, plots, eval_subdir)
     if plot_reconstruction(runs, plots):
         from bireco.report import reconstruction_scores, reconstruction_table
 

@@ -372,3 +372,19 @@ def test_table_and_plots_are_logged_to_wandb_as_an_artifact(sweep: Path, tmp_pat
     names = set(artifact.manifest.entries)
     assert {"table.md", "table.tex", "table.csv"} <= names and any(n.startswith("plots/") for n in names)
     assert logged["finished"]
+
+
+def test_score_by_dims_plot(tmp_path: Path) -> None:
+    """Runs evaluated at several Matryoshka widths (`eval.dims`) get a score-vs-width plot; others do not."""
+    run = _run(tmp_path / "r", "tiny", "bireco", ["contrastive"])
+    (run / "eval").mkdir()
+    dims = {str(d): {"average": a, "tasks": {}, "categories": {}} for d, a in ((16, 20.0), (64, 31.0), (192, 35.0))}
+    (run / "eval" / "summary.json").write_text(
+        json.dumps({"average": 35.0, "categories": {}, "tasks": {}, "dims": dims})
+    )
+    write_table([run], tmp_path / "out", paper_table=tmp_path / "absent.csv")
+    assert (tmp_path / "out" / "plots" / "score_by_dims.png").read_bytes()[:8] == PNG
+    plain = _run(tmp_path / "p", "tiny", "baseline", ["contrastive"])
+    _summary(plain, {"STS": 50.0}, 50.0)
+    write_table([plain], tmp_path / "out2", paper_table=tmp_path / "absent.csv")
+    assert not (tmp_path / "out2" / "plots" / "score_by_dims.png").exists()

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bireco.errors import HubUnreachable, hub_access
 from bireco.eval.local_tasks import discover_tasks, task_category
+from bireco.eval.matryoshka import TruncatedEncoder
 from bireco.eval.mteb_wrapper import MtebEncoder
 from bireco.models.encoder import TextEncoder
 from bireco.runs import Run, RunError, read_artifact_meta
@@ -258,6 +259,8 @@ def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         max_tokens=cfg.get("max_tokens"),
     )
     results = evaluate_tasks(wrapper, tasks, out / "mteb", cfg.batch_size)
+    dims = [int(d) for d in (cfg.eval.get("dims") or [])]
+    by_dims = {d: evaluate_tasks(TruncatedEncoder(wrapper, d), tasks, out / "mteb", cfg.batch_size) for d in dims}
     settings = {
         "model": em.path,
         "weights_sha256": revision,
@@ -270,6 +273,7 @@ def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         "autocast": "bf16 on CUDA" if next(encoder.model.parameters()).is_cuda else "none (CPU, fp32)",
         "batch_size": cfg.batch_size,
         "max_tokens": cfg.get("max_tokens"),
+        "dims": dims or None,
         "instructions": {n: instructions.get(n) for n in names},
         "instruction_separator": cfg.eval.instruction_separator,
         "eval": cfg.eval.name,
@@ -277,7 +281,12 @@ def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         "mteb_version": mteb.__version__,
         "git_commit": git_commit(),
     }
-    summary = summarize(results, categories, settings, {t.metadata.name: t.metadata.main_score for t in tasks})
+    metrics = {t.metadata.name: t.metadata.main_score for t in tasks}
+    summary = summarize(results, categories, settings, metrics)
+    if by_dims:  # every task at each truncated width (Matryoshka), next to the full width
+        summary["dims"] = {str(d): summarize(r, categories, {}, metrics) for d, r in by_dims.items()}
+        for entry in summary["dims"].values():
+            entry.pop("settings", None)
     atomic_write_json(out / "summary.json", summary)
     return summary
 

@@ -52,6 +52,24 @@ def test_summary_holds_the_hand_computed_metrics(tmp_path: Path) -> None:
     assert list((tmp_path / "mteb").rglob("perfect.json"))
 
 
+def test_truncated_widths_are_scored_apart(tmp_path: Path) -> None:
+    """A Matryoshka width is the embedding's prefix re-normalised, scored as its own model (own cache entries)."""
+    from bireco.eval.matryoshka import TruncatedEncoder
+
+    task = load_local_task(write_beir(tmp_path / "perfect", CORPUS, QUERIES, PERFECT))
+    full = LookupEncoder(RETRIEVAL_VECTORS)
+    scores = {
+        d: evaluate_tasks(TruncatedEncoder(full, d), [task], tmp_path / "mteb", 4)["perfect"].get_score()
+        for d in (1, 2)
+    }
+    plain = evaluate_tasks(full, [task], tmp_path / "mteb", 4)["perfect"].get_score()
+    assert scores[2] == pytest.approx(plain) == pytest.approx(1.0)
+    assert scores[1] < 0.99  # one coordinate of these 2-d vectors cannot rank the documents
+    assert TruncatedEncoder(full, 1).mteb_model_meta.name.endswith("-d1")
+    with pytest.raises(ValueError, match="not a width"):
+        TruncatedEncoder(full, 3)
+
+
 def test_rerun_skips_finished_tasks_but_not_changed_data(tmp_path: Path, monkeypatch) -> None:
     folder = write_beir(tmp_path / "task", CORPUS, QUERIES, PERFECT)
     model = LookupEncoder(RETRIEVAL_VECTORS)
@@ -160,9 +178,14 @@ def test_bireco_eval_on_a_trained_run(tmp_path: Path, bireco_cache: str) -> None
     run = tmp_path / "run"
     run_pipeline(compose_cfg(["pipeline=baseline"]), run)
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("eval", overrides=[f"run_dir={run}", "batch_size=16"])
+        cfg = compose("eval", overrides=[f"run_dir={run}", "batch_size=16", "eval.dims=[16,192]"])
     summary = run_eval(cfg, tmp_path / "eval")
     assert json.loads((tmp_path / "eval" / "summary.json").read_text()) == summary
+    # Matryoshka widths: the full width (192) scores what the untruncated run does, a narrow one is its own run
+    assert set(summary["dims"]) == {"16", "192"} and summary["settings"]["dims"] == [16, 192]
+    full_width = summary["dims"]["192"]["tasks"]["retrieval"]["main_score"]
+    assert full_width == pytest.approx(summary["tasks"]["retrieval"]["main_score"], abs=1e-6)
+    assert summary["dims"]["16"]["average"] != summary["average"]
     assert set(summary["tasks"]) == {"retrieval"} and summary["tasks"]["retrieval"]["category"] == "Retrieval"
     assert 0.0 <= summary["average"] <= 100.0
     settings = summary["settings"]
