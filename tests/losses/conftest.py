@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -24,3 +26,20 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> TextEncoder:
     model.eval()  # no dropout: exact comparisons
     torch.manual_seed(0)
     return TextEncoder(model, tok, Template(name="plain"), "eos", max_length=64)
+
+
+def with_lora_dropout(encoder: TextEncoder, dropout: float = 0.3) -> TextEncoder:
+    """A copy of `encoder` with LoRA (dropout on, in train mode) whose B matrices are non-zero, so every adapter
+    weight has a gradient and two passes over the same text embed it differently."""
+    from peft import LoraConfig, get_peft_model
+
+    enc = copy.deepcopy(encoder)
+    enc.model = get_peft_model(
+        enc.model, LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules=["q_proj"])
+    )
+    with torch.no_grad():
+        for name, p in enc.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
+    enc.train()
+    return enc

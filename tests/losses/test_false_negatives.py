@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,6 +13,7 @@ from bireco.losses.contrastive import candidate_exclusions, gathered_info_nce, i
 from bireco.losses.false_negatives import duplicate_mask, normalize_text, text_key, token_ids_key
 from bireco.losses.grad_cache import chunk_batch
 from bireco.models.encoder import TextEncoder
+from tests.losses.conftest import with_lora_dropout
 
 SCALE = 50.0
 # row 2's positive is row 0's; row 3's hard negative is row 1's positive; row 1's negative is its own positive
@@ -105,14 +104,7 @@ def test_collator_keys_are_the_token_ids_or_the_text(tiny_encoder: TextEncoder) 
 
 
 def _dropout_module(tiny_encoder: TextEncoder, chunk: int | None) -> ContrastiveModule:
-    from peft import LoraConfig, get_peft_model
-
-    enc = copy.deepcopy(tiny_encoder)
-    enc.model = get_peft_model(enc.model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.3, target_modules=["q_proj"]))
-    with torch.no_grad():
-        for name, p in enc.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
+    enc = with_lora_dropout(tiny_encoder)
     module = ContrastiveModule(enc, OptimConfig(), scale=SCALE, grad_cache_chunk_size=chunk)
     module.train()
     return module

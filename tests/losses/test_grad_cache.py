@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
 from bireco.losses.contrastive import info_nce
 from bireco.losses.grad_cache import chunk_batch, grad_cache_loss
 from bireco.models.encoder import TextEncoder
-from tests.losses.conftest import WORDS
+from tests.losses.conftest import WORDS, with_lora_dropout
 
 QUERIES = ["who is alpha", "blue river city", "gamma born doctor", "where lives delta", "violin painter red"]
 DOCS = [f"{w} " + " ".join(WORDS[(i * 3 + k) % len(WORDS)] for k in range(i + 3)) for i, w in enumerate(WORDS[:5])]
@@ -75,15 +73,7 @@ def test_grad_cache_without_negatives(tiny_encoder: TextEncoder) -> None:
 def test_dropout_masks_are_replayed(tiny_encoder: TextEncoder) -> None:
     """With LoRA dropout on, the re-embedding pass must see the masks the cached pass saw: the gradient equals
     that of the loss over chunks embedded (with a graph) in the same order from the same RNG state."""
-    from peft import LoraConfig, get_peft_model
-
-    enc = copy.deepcopy(tiny_encoder)
-    enc.model = get_peft_model(enc.model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.3, target_modules=["q_proj"]))
-    with torch.no_grad():
-        for n, p in enc.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
-    enc.train()
+    enc = with_lora_dropout(tiny_encoder)
     inputs = _inputs(enc)
     emb = _embed(enc)
     assert not torch.equal(emb(inputs["query"]), emb(inputs["query"]))  # dropout is really active
@@ -145,17 +135,9 @@ def test_token_budget_grad_cache_equals_plain(tiny_encoder: TextEncoder, max_tok
 
 def test_token_budget_replays_dropout(tiny_encoder: TextEncoder) -> None:
     """With dropout, the reference embeds the same token-budget chunks with a graph, in the same order."""
-    from peft import LoraConfig, get_peft_model
-
     from bireco.losses.grad_cache import plan_chunks
 
-    enc = copy.deepcopy(tiny_encoder)
-    enc.model = get_peft_model(enc.model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.3, target_modules=["q_proj"]))
-    with torch.no_grad():
-        for n, p in enc.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
-    enc.train()
+    enc = with_lora_dropout(tiny_encoder)
     inputs, emb, budget = _inputs(enc), _embed(enc), 24
     params = [p for p in enc.parameters() if p.requires_grad]
     torch.manual_seed(5)
