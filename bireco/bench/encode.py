@@ -16,6 +16,7 @@ from typing import Any
 
 from bireco.bench import fixtures as fx
 from bireco.bench.measure import interleaved, summarize
+from bireco.models.flops import Pass, forward_flops
 from bireco.utils.batching import encode_batches, token_budget_batches
 
 log = logging.getLogger(__name__)
@@ -36,16 +37,6 @@ def read_corpus(path: Path) -> list[str]:
     return texts
 
 
-def flops_per_token(config: Any, length: int) -> float:
-    """Forward FLOPs of one token in a batch padded to `length`: the decoder's matmuls (no LM head: the encoder
-    never applies it) plus attention over all `length` keys (a padded batch passes a mask, so no causal skipping)."""
-    h, inter, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    head = getattr(config, "head_dim", None) or h // config.num_attention_heads
-    q, kv = config.num_attention_heads * head, config.num_key_value_heads * head
-    matmuls = h * q + 2 * h * kv + q * h + 3 * h * inter
-    return 2.0 * layers * (matmuls + 2 * q * length)
-
-
 def padding_ratios(lengths: list[int], batch_size: int, config: Any) -> dict[str, float]:
     """What sorting saves on these exact batches: unsorted / sorted padded tokens, and FLOPs (counted).
 
@@ -59,7 +50,7 @@ def padding_ratios(lengths: list[int], batch_size: int, config: Any) -> dict[str
         for idx in encode_batches(lengths, batch_size, sort):
             padded = max(lengths[i] for i in idx)
             tokens += len(idx) * padded
-            flops += len(idx) * padded * flops_per_token(config, padded)
+            flops += forward_flops(config, Pass(len(idx), padded))  # bireco/models/flops.py
         totals[name] = (tokens, flops)
     (ts, fs), (tu, fu) = totals["sorted"], totals["unsorted"]
     return {"tokens": tu / ts, "flops": fu / fs, "real_tokens": float(sum(lengths))}

@@ -21,7 +21,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from bireco.bench import fixtures as fx
 from bireco.bench.measure import summarize, sync
-from bireco.losses.contrastive import candidate_exclusions, info_nce
+from bireco.losses.contrastive import in_batch_info_nce
 from bireco.losses.false_negatives import token_ids_key
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,8 @@ class BareLoop:
                 q = self.encoder(b["query"]["input_ids"], b["query"]["attention_mask"])
                 p = self.encoder(b["positive"]["input_ids"], b["positive"]["attention_mask"])
                 n = self.encoder(b["negative"]["input_ids"], b["negative"]["attention_mask"])
-                exclude = candidate_exclusions(b["positive"]["key"], b["negative"]["key"], q.shape[0])
-                loss = info_nce(q, p, n, scale=self.scale, exclude=exclude)
+                keys = {"positive_keys": b["positive"]["key"], "negative_keys": b["negative"]["key"]}
+                loss = in_batch_info_nce(q, p, n, scale=self.scale, **keys)
             loss.backward()
             self.opt.step()
             self.sched.step()

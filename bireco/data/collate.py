@@ -75,7 +75,7 @@ class PairCollator:
             negs = [r["negative"] for r in rows if r.get("negative")]
             if negs:
                 batch["negative"] = self._pad(negs, keyed=True)
-        # counted here, on the CPU: the throughput monitor and the compute report would otherwise sync the device
+        # counted here, on the CPU: the compute report and the windows would otherwise sync the device
         # (plain lists: nothing here moves to the device)
         roles = [r for r in ("query", "positive", "negative") if r in batch]
         batch["segment_tokens"] = {r: segment_counts(batch[r]).tolist() for r in roles}
@@ -120,7 +120,7 @@ class WindowCollator:
         b = self.micro_batch_size
         micro = [self.collator(rows[s : s + b]) for s in range(0, len(rows), b)]
         roles = [r for r in ("query", "positive", "negative") if any(r in m for m in micro)]
-        counts = {r: sum(segment_counts(m[r]) for m in micro if r in m) for r in roles}
+        counts = {r: sum(torch.tensor(m["segment_tokens"][r]) for m in micro if r in m) for r in roles}
         for i, m in enumerate(micro):
             m["window"] = Window(i, len(micro), counts)
         return micro

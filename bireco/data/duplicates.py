@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -77,7 +77,3 @@ def false_negatives_per_source(
             )
         )
     return out
-
-
-def as_rows(stats: list[SourceDuplicates]) -> list[dict[str, Any]]:
-    return [asdict(s) for s in stats]

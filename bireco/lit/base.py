@@ -42,11 +42,6 @@ class OptimConfig:
     eps: float = 1e-8
 
 
-def sequence_tokens(batch: dict[str, Any]) -> int:
-    """Real (unpadded) tokens in a batch, counted by the collator on the CPU (no device sync per step)."""
-    return batch["num_tokens"]
-
-
 ROLES = ("query", "positive", "negative")
 
 

@@ -66,6 +66,7 @@ class ComputeReport(L.Callback):
     def __init__(self, every_n_steps: int = 50) -> None:
         self.every_n_steps = every_n_steps
         self.result: dict[str, Any] | None = None
+        self.device: torch.device | None = None
         self._reset_totals()
 
     def _reset_totals(self) -> None:
@@ -91,13 +92,13 @@ class ComputeReport(L.Callback):
         self._paused_at = time.perf_counter()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if getattr(self, "_paused_at", None) is not None:  # validation inside fit: its time is not training's
+        if self._paused_at is not None:  # validation inside fit: its time is not training's
             self._sync()
             self._t0 += time.perf_counter() - self._paused_at
             self._paused_at = None
 
     def _sync(self) -> None:
-        if getattr(self, "device", None) is not None and self.device.type == "cuda":
+        if self.device is not None and self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import get_class
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from bireco.config import check_candidate_pool, duplicate_key, matryoshka_pairs, stage_max_steps, stage_strategy
@@ -19,7 +19,7 @@ from bireco.data.collate import PairCollator
 from bireco.data.datamodule import PairDataModule
 from bireco.data.prepare import PreparedData
 from bireco.distributed import build_strategy, strategy_name
-from bireco.lit.base import OptimConfig, StageModule, batch_rows, sequence_tokens
+from bireco.lit.base import OptimConfig, StageModule
 from bireco.lit.callbacks import MtebProbe, ParamCounts, RetrievalProbe
 from bireco.lit.compute import ComputeReport
 from bireco.lit.fault_tolerance import AtomicCheckpointIO, FaultInjection, FiniteGuard, PreemptionCheckpoint, RngState
@@ -176,11 +176,8 @@ def build_trainer_and_module(
         ComputeReport(every_n_steps=int(cfg.trainer.get("log_every_n_steps") or 50)),
     ]
     loggers = build_loggers(cfg, stage_dir, run_name, name)
-    if loggers:  # these two only report through loggers
-        callbacks += [
-            LearningRateMonitor(logging_interval="step"),
-            ThroughputMonitor(batch_size_fn=batch_rows, length_fn=sequence_tokens),
-        ]
+    if loggers:  # reports only through loggers (tokens/s, FLOPs and memory: ComputeReport, above)
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
     # the probes encode on rank 0 alone; under FSDP every forward is a collective (blocks are all-gathered), so
     # a rank-0-only forward would wait forever for the other ranks
     sharded = strategy_name(stage_strategy(cfg, name)).startswith("fsdp")

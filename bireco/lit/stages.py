@@ -9,7 +9,7 @@ import torch
 
 from bireco.data.collate import Window, segment_counts
 from bireco.lit.base import ROLES, OptimConfig, StageModule, batch_rows, role_pass
-from bireco.losses.contrastive import candidate_exclusions, gathered_info_nce, info_nce
+from bireco.losses.contrastive import gathered_info_nce, in_batch_info_nce
 from bireco.losses.grad_cache import grad_cache_loss
 from bireco.losses.lm_head import linear_cross_entropy_sum
 from bireco.losses.reconstruction import bidirectional_reconstruction_loss
@@ -248,23 +248,14 @@ class ContrastiveModule(StageModule):
         stats: dict[str, torch.Tensor] | None = None,
         **keys: torch.Tensor | None,
     ) -> torch.Tensor:
-        if self.gather_across_ranks:
-            return gathered_info_nce(
-                query, positive, negative, scale=self.scale, stats=stats, matryoshka=self.matryoshka, **keys
-            )
-        exclude = candidate_exclusions(keys.get("positive_keys"), keys.get("negative_keys"), query.shape[0])
-        if stats is not None and exclude is not None:
-            stats["masked_candidates"] = exclude.sum()
-        return info_nce(query, positive, negative, scale=self.scale, exclude=exclude, matryoshka=self.matryoshka)
+        loss = gathered_info_nce if self.gather_across_ranks else in_batch_info_nce
+        return loss(query, positive, negative, scale=self.scale, stats=stats, matryoshka=self.matryoshka, **keys)
 
     def _loss(self, batch: dict[str, Any]) -> torch.Tensor:
         """Local in-batch loss (validation: every rank sees the whole validation set, nothing to gather)."""
         n = self._embed(batch["negative"]) if "negative" in batch else None
-        keys = self._keys(batch)
-        q = self._embed(batch["query"])
-        exclude = candidate_exclusions(keys.get("positive_keys"), keys.get("negative_keys"), q.shape[0])
-        p = self._embed(batch["positive"])
-        return info_nce(q, p, n, scale=self.scale, exclude=exclude, matryoshka=self.matryoshka)
+        q, p = self._embed(batch["query"]), self._embed(batch["positive"])
+        return in_batch_info_nce(q, p, n, scale=self.scale, matryoshka=self.matryoshka, **self._keys(batch))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         roles = {"query": batch["query"], "positive": batch["positive"], "negative": batch.get("negative")}

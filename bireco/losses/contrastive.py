@@ -109,9 +109,7 @@ def gathered_info_nce(
         raise ValueError("positive_keys without negative_keys: every candidate needs a key")
     n_ranks, rank = world()
     if n_ranks == 1:
-        exclude = candidate_exclusions(positive_keys, negative_keys, query.shape[0])
-        _record(stats, exclude)
-        return info_nce(query, positive, negative, scale=scale, exclude=exclude, matryoshka=matryoshka)
+        return in_batch_info_nce(query, positive, negative, scale, positive_keys, negative_keys, stats, matryoshka)
     if negative is None:  # every rank must join the negatives' gather, even with none of its own
         negative = positive.new_zeros((0, positive.shape[-1]))
         negative_keys = None if positive_keys is None else positive_keys.new_zeros((0,))
@@ -129,6 +127,23 @@ def gathered_info_nce(
     negatives = neg_all if neg_all.shape[0] else None
     loss = info_nce(query, pos_all, negatives, scale, offset, "sum", exclude=exclude, matryoshka=matryoshka)
     return loss * (n_ranks / total_queries)
+
+
+def in_batch_info_nce(
+    query: torch.Tensor,
+    positive: torch.Tensor,
+    negative: torch.Tensor | None = None,
+    scale: float = 50.0,
+    positive_keys: torch.Tensor | None = None,
+    negative_keys: torch.Tensor | None = None,
+    stats: dict[str, torch.Tensor] | None = None,
+    matryoshka: Sequence[tuple[int, float]] | None = None,
+) -> torch.Tensor:
+    """`info_nce` over this process's own rows, copies of each query's positive masked when keys are given
+    (one process, `gather_across_ranks=false`, and validation). Arguments as `gathered_info_nce`."""
+    exclude = candidate_exclusions(positive_keys, negative_keys, query.shape[0])
+    _record(stats, exclude)
+    return info_nce(query, positive, negative, scale=scale, exclude=exclude, matryoshka=matryoshka)
 
 
 def _record(stats: dict[str, torch.Tensor] | None, exclude: torch.Tensor | None) -> None:

@@ -18,6 +18,7 @@ import hashlib
 import unicodedata
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 DUPLICATE_KEYS = ("token_ids", "text")
@@ -30,7 +31,7 @@ def digest_key(data: bytes) -> int:
 
 def token_ids_key(ids: Sequence[int]) -> int:
     """Key of one token-id sequence."""
-    return digest_key(b"".join(int(i).to_bytes(4, "little", signed=True) for i in ids))
+    return digest_key(np.asarray(ids, dtype="<i4").tobytes())
 
 
 def normalize_text(text: str) -> str:

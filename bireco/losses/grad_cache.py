@@ -57,25 +57,22 @@ def chunk_batch(batch: Batch, chunk_size: int) -> list[Batch]:
     ]
 
 
-def select_rows(batch: Batch, rows: torch.Tensor) -> Batch:
-    """The batch's `rows` (every tensor indexed on dim 0), without the padding columns none of them has."""
-    mask = batch["attention_mask"][rows]
-    real = mask.any(dim=0).nonzero().squeeze(1)
-    cols = slice(int(real[0]), int(real[-1]) + 1) if real.numel() else slice(0, 0)
-    width = mask.shape[1]
+def select_rows(batch: Batch, rows: torch.Tensor, cols: slice) -> Batch:
+    """The batch's `rows` (every tensor indexed on dim 0) and, of its (rows, T) tensors, the columns `cols`."""
+    width = batch["attention_mask"].shape[1]
     out = {}
     for k, v in batch.items():
-        if not torch.is_tensor(v):
-            out[k] = v
-            continue
-        v = v[rows]
-        out[k] = v[:, cols] if v.dim() >= 2 and v.shape[1] == width else v
+        if torch.is_tensor(v):
+            v = v[rows]
+            v = v[:, cols] if v.dim() >= 2 and v.shape[1] == width else v
+        out[k] = v
     return out
 
 
 def plan_chunks(batch: Batch, chunk_size: int | None, max_tokens: int | None) -> list[tuple[torch.Tensor, Batch]]:
     """(row indices, sub-batch) of each chunk: `chunk_size` rows in order, or — with `max_tokens` — rows sorted
-    by length, longest first, as many per chunk as fit in `max_tokens` padded tokens (padding columns cut)."""
+    by length, longest first, as many per chunk as fit in `max_tokens` padded tokens, each chunk cut to the
+    columns its rows use (planned on one host copy of the attention mask: one device read per role and step)."""
     rows = int(batch["input_ids"].shape[0])
     device = batch["input_ids"].device
     if max_tokens is None:
@@ -83,11 +80,13 @@ def plan_chunks(batch: Batch, chunk_size: int | None, max_tokens: int | None) ->
             raise ValueError(f"grad_cache chunk_size must be ≥ 1, got {chunk_size}")
         idx = [torch.arange(s, min(s + chunk_size, rows), device=device) for s in range(0, rows, chunk_size)]
         return list(zip(idx, chunk_batch(batch, chunk_size), strict=True))
-    lengths = batch["attention_mask"].sum(dim=1).tolist()
+    mask = batch["attention_mask"].bool().cpu()
     plan = []
-    for group in token_budget_batches(lengths, max_tokens):
+    for group in token_budget_batches(mask.sum(dim=1).tolist(), max_tokens):
+        used = mask[group].any(dim=0).nonzero().squeeze(1)
+        cols = slice(int(used[0]), int(used[-1]) + 1) if used.numel() else slice(0, 0)
         idx = torch.tensor(group, device=device)
-        plan.append((idx, select_rows(batch, idx)))
+        plan.append((idx, select_rows(batch, idx, cols)))
     return plan
 
 
@@ -108,7 +107,7 @@ def grad_cache_loss(
         params: the trainable parameters the gradient is for.
         chunk_size: rows per forward pass.
         max_tokens: instead, at most this many (padded) tokens per forward pass, rows sorted by length (one host
-            read of the row lengths per step).
+            read of each role's attention mask per step, to plan the chunks).
 
     Returns:
         Scalar: value = the loss; `.backward()` puts d loss / d param into each `param.grad`.

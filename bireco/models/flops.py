@@ -52,12 +52,15 @@ def _attention(config: Any, p: Pass) -> float:
     return 4.0 * config.num_hidden_layers * q * p.length * p.length * p.rows  # QK^T and PV
 
 
+def _lm_head(config: Any, p: Pass) -> float:
+    return 2.0 * config.vocab_size * config.hidden_size * p.lm_head_tokens if p.lm_head_tokens else 0.0
+
+
 def forward_flops(config: Any, p: Pass, adapter_params: int = 0) -> float:
     """FLOPs of one forward pass (matmuls + attention + LM head on `lm_head_tokens`)."""
     tokens = p.rows * p.length
     matmuls = 2.0 * (decoder_matmul_params(config) + adapter_params) * tokens
-    head = 2.0 * config.vocab_size * config.hidden_size * p.lm_head_tokens
-    return matmuls + _attention(config, p) + head
+    return matmuls + _attention(config, p) + _lm_head(config, p)
 
 
 def training_flops(config: Any, passes: Iterable[Pass], adapter_params: int | None = None) -> float:
@@ -73,9 +76,7 @@ def training_flops(config: Any, passes: Iterable[Pass], adapter_params: int | No
         fwd = forward_flops(config, p, adapters)
         tokens = p.rows * p.length
         if adapter_params is None:
-            weights = 2.0 * decoder_matmul_params(config) * tokens + 2.0 * config.vocab_size * config.hidden_size * (
-                p.lm_head_tokens
-            )
+            weights = 2.0 * decoder_matmul_params(config) * tokens + _lm_head(config, p)
         else:
             weights = 2.0 * adapters * tokens
         total += fwd + (fwd + _attention(config, p)) + weights
