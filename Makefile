@@ -60,7 +60,7 @@ demo: $(STAMP)  ## embedded default: bireco and baseline x 3 seeds, the two cont
 	$(BIN)/bireco-train -m experiment=demo pipeline=bireco,baseline seed=$(DEMO_SEEDS) hydra.sweep.dir=$(DEMO_DIR)
 	$(BIN)/bireco-train -m experiment=demo pipeline=anchor_control,baseline_budget seed=$(CONTROL_SEEDS) \
 		hydra.sweep.dir=$(DEMO_DIR)
-	$(BIN)/python -m bireco.report $(DEMO_DIR) --out $(DEMO_DIR)/report.md
+	$(BIN)/bireco-report $(DEMO_DIR) --out $(DEMO_DIR)/report.md
 
 eval-shared: $(STAMP)  ## mteb on ../shared/data (eval=local) for the demo's bireco run of seed 1
 	$(BIN)/bireco-eval run_dir=$(DEMO_DIR)/bireco/seed-1 eval.data_root=../shared/data \

@@ -23,6 +23,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bireco.errors import UserError
+from bireco.models.attention import ATTENTION_MODES
 from bireco.models.pooling import POOLINGS
 from bireco.models.templates import Segment
 
@@ -264,6 +265,11 @@ def _check_model(cfg: DictConfig) -> None:
         )
     if not _positive_int(m.max_length):
         raise ConfigError(f"model.max_length must be a positive integer, got {m.max_length!r}")
+    if m.get("attention", "causal") not in ATTENTION_MODES:
+        raise ConfigError(
+            f"model.attention={m.get('attention')!r}: choose one of {list(ATTENTION_MODES)} (the encoder passes; "
+            "Stage I's decoder passes are always causal)"
+        )
     if m.tiny is not None and m.max_length > m.tiny.max_position_embeddings:
         raise ConfigError(
             f"model.max_length={m.max_length} exceeds model.tiny.max_position_embeddings="

@@ -27,6 +27,7 @@ from bireco.lit.factory import build_trainer_and_module
 from bireco.lit.fault_tolerance import Preempted, PreemptionCheckpoint
 from bireco.lit.reconstruction_score import ReconstructionScore
 from bireco.models.backbone import save_artifact
+from bireco.models.prompts import training_prompts
 from bireco.models.tiny import TinyLlamaSpec, build_tiny_model, train_tokenizer
 from bireco.runs import (
     ARTIFACT_DIR,
@@ -165,7 +166,8 @@ def run_stage(
     record, failure = None, None
     if trainer.is_global_zero:  # one writer per job; the others get its record below
         try:
-            artifact = module.save_artifact(stage_dir / ARTIFACT_DIR, init_from, weights)
+            prompts = training_prompts(datamodule.collator.template, datamodule.collator.instructions)
+            artifact = module.save_artifact(stage_dir / ARTIFACT_DIR, init_from, weights, prompts)
             record = {
                 "stage": name,
                 "config_hash": config_hash,
@@ -238,6 +240,7 @@ def ensure_tiny_base(cfg: DictConfig, data: PreparedData) -> Path:
         one = cfg.copy()
         with open_dict(one):
             one.trainer.merge_with({"devices": 1, "num_nodes": 1, "strategy": "auto"})
+            one.model.attention = "causal"  # the warm-up trains an LM; the cached base serves either mode
         rec = run_stage(one, "warmup", str(init), warm_dir, data, f"{cfg.model.name}-warmup", config_hash=root.name)
         return Path(rec["artifact"])
 

@@ -7,7 +7,7 @@
       failed.json             the failed attempt's error, stage and traceback (removed when the run restarts)
       stages/<i>-<name>/      one folder per stage; i is its place in pipeline.stages (compared as a number)
         artifact/             full weights or a LoRA adapter, the tokenizer, and artifact.json (kind, base,
-                              template, pooling, max_length, stage, steps)
+                              template, pooling, max_length, stage, steps, prompts)
         stage_done.json       written last: stage, config_hash, init_from, artifact, steps, metrics, probe,
                               reconstruction; a stage is finished only with this file *and* its artifact
         checkpoints/last.ckpt periodic and SIGTERM saves (hpc_ckpt_*.ckpt: SLURM requeue saves)
@@ -16,6 +16,8 @@
         mteb_probe.jsonl      the in-training mteb probe
         reconstruction.json   the end-of-stage reconstruction score (true vs shuffled embeddings)
       eval/summary.json       bireco-eval: per-task scores, category means, average, settings
+      audit.json              bireco-audit run_dir=<run>: overlap of the training rows with each evaluation
+                              task (settings, per-task exact / near counts and examples, training_datasets)
 
 Plain files only (json / yaml): importing this module loads neither torch nor Lightning, so tables and reports
 start in a moment.
@@ -44,6 +46,7 @@ PROBE_QUERIES_FILE = "probe_queries.json"
 MTEB_PROBE_FILE = "mteb_probe.jsonl"
 RECONSTRUCTION_FILE = "reconstruction.json"
 METRICS_FILE = "logs/metrics.csv"
+AUDIT_FILE = "audit.json"
 
 
 class RunError(ValueError):
@@ -162,6 +165,10 @@ class Run:
 
     def eval_summary(self, subdir: str = EVAL_DIR) -> dict[str, Any] | None:
         return read_json(self.path / subdir / SUMMARY_FILE)
+
+    def audit(self) -> dict[str, Any] | None:
+        """The run's contamination audit (`bireco-audit run_dir=<run>`), or None where none was run."""
+        return read_json(self.path / AUDIT_FILE)
 
     def heldout_dir(self) -> Path | None:
         """The folder of held-out task folders the run recorded (the embedded default's held-out split)."""

@@ -1,12 +1,13 @@
-"""Reconstruction F1 per stage in the demo report (`bireco.report`) and in `bireco-table`'s output."""
+"""Reconstruction F1 per stage in the demo report (`bireco-report`) and in `bireco-table`'s output."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from bireco.report import main, reconstruction_scores, reconstruction_table
-from bireco.table import write_table
+from bireco.results.cli import report_main as main
+from bireco.results.cli import write_table
+from bireco.results.reconstruction import reconstruction_scores, reconstruction_table
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -1,4 +1,4 @@
-"""`python -m bireco.report RUNS_DIR`: the demo's printed comparison (machine, seeds table, paired Δ, verdict)."""
+"""`bireco-report RUNS_DIR`: the demo's printed comparison (machine, seeds table, paired Δ, verdict)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bireco.report import main
+from bireco.results.cli import report_main as main
 from tests.results_fixtures import write_run
 
 

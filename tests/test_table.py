@@ -5,7 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from bireco.table import build_rows, collect_runs, load_paper_table, main, read_run, render_latex, write_table
+from bireco.results.cli import table_main as main
+from bireco.results.cli import write_table
+from bireco.results.records import collect_runs, read_run
+from bireco.results.render import render_latex
+from bireco.results.table import build_rows, load_paper_table
 
 CATS = ["Retrieval", "Reranking", "Clustering", "PairClassification", "Classification", "STS", "Summarization"]
 # paper numbers + 1.00 (baseline) and − 0.50 (bireco): ours − paper is exact by hand

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from bireco.bench import encode, padding, scaling, stage1, stage2
+from bireco.bench import encode, padding, scaling, stage1, stage2, token_budget
 from bireco.bench.measure import machine_info
 from bireco.bench.report import render_markdown, save_plots
 from bireco.utils.io import atomic_write_json, atomic_write_text
@@ -54,6 +54,7 @@ def run(quick: bool, shared: Path | None, precision: str) -> dict[str, Any]:
     gc = section("stage2.grad_cache", lambda: _grad_cache(quick))
     if gc is not None:
         s2["grad_cache"] = gc
+    s2["token_budget"] = section("stage2.token_budget", lambda: token_budget.measure(shared, quick))
     res["stage1"], res["stage2"] = s1, s2
     enc = section("encode", lambda: encode.measure(shared, quick, precision))
     res["encode_sorted_speedup"] = enc["value"]
@@ -72,6 +73,7 @@ def flat_keys(res: dict[str, Any]) -> dict[str, Any]:
         "stage1.throughput_ratio_vs_reference_real_data": res["stage1"]["throughput_ratio_vs_reference_real_data"],
         "stage1.peak_memory_ratio_vs_reference": res["stage1"]["peak_memory_ratio_vs_reference"],
         "stage2.throughput_ratio_vs_bare_loop": res["stage2"]["throughput_ratio_vs_bare_loop"],
+        "stage2.token_budget_vs_fixed_rows": res["stage2"]["token_budget"]["value"],
         "padding_efficiency": res["padding_efficiency"],
         "encode_sorted_speedup": res["encode_sorted_speedup"],
         "encode_token_budget_vs_sorted": res.get("encode_token_budget_vs_sorted"),

@@ -21,6 +21,7 @@ from mteb.models.model_meta import ModelMeta, ScoringFunction
 from mteb.types import PromptType
 
 from bireco.models.encoder import TextEncoder
+from bireco.models.prompts import prompt_record
 from bireco.utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ class MtebEncoder(AbsEncoder):
         batch_size: texts per forward pass.
         max_tokens: instead, at most this many (padded) tokens per forward pass (lengths sorted): memory follows
             tokens, so short texts share a pass and long ones split.
+        padding_free: pack each pass into one row with restarting positions (`TextEncoder.encode`): no
+            padding is computed (exact to 1e-5 in fp32; with flash attention 2 the attention runs over real
+            tokens only, see `docs/performance.md`).
         cache_dir: embeddings of identical (weights, instruction, texts) are read back instead of re-encoded.
         symmetric_tasks: task types whose two sides are both "queries" (STS, pair classification, clustering,
             classification, summarization): every text gets the instruction there, as E5/LLM2Vec evaluation does.
@@ -62,6 +66,7 @@ class MtebEncoder(AbsEncoder):
         batch_size: int = 64,
         cache_dir: str | Path | None = None,
         max_tokens: int | None = None,
+        padding_free: bool = False,
         symmetric_tasks: tuple[str, ...] = (
             "STS",
             "PairClassification",
@@ -75,9 +80,11 @@ class MtebEncoder(AbsEncoder):
         self.separator = instruction_separator
         self.batch_size = batch_size
         self.max_tokens = max_tokens
+        self.padding_free = padding_free
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.symmetric_tasks = symmetric_tasks
         self.revision = revision
+        self._prompts: dict[str | None, dict[str, Any]] = {}
         self.mteb_model_meta = ModelMeta(
             loader=None,
             name=name if "/" in name else f"bireco/{name}",
@@ -106,6 +113,20 @@ class MtebEncoder(AbsEncoder):
             return None
         return self.instructions.get(task_name)
 
+    def sides(self, task_name: str, task_type: str) -> dict[str, str | None]:
+        """The instruction each side of a task gets: `text` for symmetric tasks, else `query` and `document`."""
+        if task_type in self.symmetric_tasks:
+            return {"text": self.instruction_for(task_name, task_type, None)}
+        return {
+            s.value: self.instruction_for(task_name, task_type, s) for s in (PromptType.query, PromptType.document)
+        }
+
+    def prompt(self, instruction: str | None) -> dict[str, Any]:
+        """The prompt record (string, ids, hash) of texts encoded with `instruction` (`bireco.models.prompts`)."""
+        if instruction not in self._prompts:
+            self._prompts[instruction] = prompt_record(self.encoder.bound, instruction, self.separator)
+        return self._prompts[instruction]
+
     def _cached(self, key: str) -> np.ndarray | None:
         if self.cache_dir is None:
             return None
@@ -121,7 +142,9 @@ class MtebEncoder(AbsEncoder):
 
     def encode_texts(self, texts: list[str], instruction: str | None, desc: str = "encoding") -> np.ndarray:
         """Embeddings (fp32, L2-normalized) of texts with one instruction, through the cache."""
-        key = _digest(str(instruction), self.separator, str(self.encoder.max_length), *texts)
+        # the prompt's hash covers template, instruction, separator and tokenizer: what decides the inputs
+        enc = self.encoder
+        key = _digest(self.prompt(instruction)["sha256"], str(enc.max_length), enc.pooling_name, *texts)
         hit = self._cached(key)
         if hit is not None:
             return hit
@@ -132,6 +155,7 @@ class MtebEncoder(AbsEncoder):
                 [instruction] * len(texts) if instruction else None,
                 batch_size=self.batch_size,
                 max_tokens=self.max_tokens,
+                padding_free=self.padding_free,
                 progress=True,
                 desc=desc,
                 instruction_separator=self.separator,

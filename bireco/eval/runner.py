@@ -8,6 +8,7 @@ setting that can change a number.
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 from dataclasses import dataclass, field
@@ -20,9 +21,11 @@ from mteb.cache import ResultCache
 from omegaconf import DictConfig, OmegaConf
 
 from bireco.errors import HubUnreachable, hub_access
+from bireco.eval.contamination import contamination_by_task
 from bireco.eval.local_tasks import discover_tasks, task_category
 from bireco.eval.matryoshka import TruncatedEncoder
 from bireco.eval.mteb_wrapper import MtebEncoder
+from bireco.eval.prompt_check import check_prompts
 from bireco.models.encoder import TextEncoder
 from bireco.runs import Run, RunError, read_artifact_meta
 from bireco.utils.io import atomic_write_json, sha256_files, sha256_text
@@ -44,6 +47,7 @@ class EvalModel:
     max_length: int
     dtype: str = "float32"
     provenance: dict[str, Any] = field(default_factory=dict)
+    attention: str | None = None  # None = what the artifact records (`causal` when it records none)
 
 
 def weights_hash(path: str, revision: str | None = None) -> str:
@@ -75,6 +79,7 @@ def resolve_model(cfg: DictConfig) -> EvalModel:
             int(run_cfg["model"]["max_length"]),
             cfg.model.dtype,
             {k: results[k] for k in ("pipeline", "stages", "seed")} | {"run_dir": str(run.path)},
+            attention=run_cfg["model"].get("attention"),
         )
     path = cfg.artifact or cfg.model.pretrained
     if not path:
@@ -100,11 +105,20 @@ def resolve_model(cfg: DictConfig) -> EvalModel:
         int(cfg.model.max_length),
         cfg.model.dtype,
         {"model_preset": cfg.model.name},
+        attention=cfg.model.get("attention", "causal"),
     )
 
 
+def encoder_revision(weights_sha256: str, attention: str) -> str:
+    """mteb's model revision (and the embedding cache's key): the weights' hash, and the attention mode when it
+    is not the paper's, so the same weights embedded bidirectionally never get the causal run's scores."""
+    return weights_sha256 if attention == "causal" else sha256_text(f"{weights_sha256}:attention={attention}")
+
+
 def load_encoder(m: EvalModel, revision: str | None = None) -> TextEncoder:
-    return TextEncoder.from_artifact(m.path, m.template, m.pooling, m.max_length, m.dtype, revision)
+    return TextEncoder.from_artifact(
+        m.path, m.template, m.pooling, m.max_length, m.dtype, revision, attention=m.attention
+    )
 
 
 def resolve_tasks(ecfg: DictConfig, run_cfg_data_root: Path | None = None) -> tuple[list, dict[str, str]]:
@@ -144,6 +158,12 @@ def instructions_of(ecfg: DictConfig, task_names: list[str]) -> dict[str, str | 
     return out
 
 
+def evaluation_prompts(wrapper: MtebEncoder, task) -> dict[str, dict[str, Any]]:
+    """Side -> the prompt record (strings, ids, hash) the task's texts are encoded with."""
+    sides = wrapper.sides(task.metadata.name, task.metadata.type)
+    return {side: wrapper.prompt(instruction) for side, instruction in sides.items()}
+
+
 def _load_data(task) -> None:
     where = task.metadata.dataset.get("path")
     try:  # the hub message alone rarely says which task needed it
@@ -153,16 +173,39 @@ def _load_data(task) -> None:
         raise EvalDataError(f"task {task.metadata.name}: its data could not be reached: {e}") from e
 
 
-def evaluate_tasks(model: MtebEncoder, tasks: list, results_dir: Path, batch_size: int) -> dict[str, Any]:
-    """Run mteb task by task; a task already evaluated for these weights *and* this data revision is skipped."""
+INPUTS_FILE = "bireco_inputs.json"  # per model and task: the key of the inputs its cached result was scored on
+
+
+def inputs_key(wrapper: MtebEncoder, prompts: dict[str, dict[str, Any]]) -> str:
+    """What decides a task's embeddings besides the weights: each side's prompt hash (template, instruction,
+    separator, tokenizer), the length cap, pooling and attention mode."""
+    enc = wrapper.encoder
+    sides = sorted(f"{side}={rec['sha256']}" for side, rec in prompts.items())
+    return sha256_text("|".join([*sides, str(enc.max_length), enc.pooling_name, enc.attention]))
+
+
+def evaluate_tasks(
+    model: MtebEncoder,
+    tasks: list,
+    results_dir: Path,
+    batch_size: int,
+    input_keys: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run mteb task by task; a task already evaluated for these weights, this data revision *and* (given
+    `input_keys`, task -> `inputs_key`) these inputs is skipped: another separator or instruction re-scores it."""
     cache = ResultCache(cache_path=results_dir)
+    meta = model.mteb_model_meta
+    ledger_path, who = results_dir / INPUTS_FILE, f"{meta.name}@{meta.revision}"
+    ledger = json.loads(ledger_path.read_text()) if ledger_path.is_file() else {}
+    seen = ledger.setdefault(who, {})
     out = {}
     for task in tasks:
         name = task.metadata.name
         data_revision = task.metadata.dataset.get("revision")
-        cached = cache.load_task_result(name, model.mteb_model_meta)
-        if cached is not None and cached.dataset_revision == data_revision:
-            log.info("%s: finished earlier for these weights and data, skipping", name)
+        key = (input_keys or {}).get(name)
+        cached = cache.load_task_result(name, meta)
+        if cached is not None and cached.dataset_revision == data_revision and seen.get(name) == key:
+            log.info("%s: finished earlier for these weights, inputs and data, skipping", name)
             out[name] = cached
             continue
         _load_data(task)
@@ -173,6 +216,8 @@ def evaluate_tasks(model: MtebEncoder, tasks: list, results_dir: Path, batch_siz
         if result.exceptions:
             raise RuntimeError(f"task {name} failed in mteb: {result.exceptions}")
         out[name] = result.task_results[0]
+        seen[name] = key
+        atomic_write_json(ledger_path, ledger)
     return out
 
 
@@ -251,31 +296,44 @@ def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     wrapper = MtebEncoder(
         encoder,
         name=f"bireco/{Path(em.path).name or 'model'}",
-        revision=revision[:16],
+        revision=encoder_revision(revision, encoder.attention)[:16],
         instructions=instructions,
         instruction_separator=cfg.eval.instruction_separator,
         batch_size=cfg.batch_size,
         cache_dir=Path(cfg.paths.cache_dir) / "embeddings" if cfg.embedding_cache else None,
         max_tokens=cfg.get("max_tokens"),
+        padding_free=bool(cfg.get("padding_free", False)),
     )
-    results = evaluate_tasks(wrapper, tasks, out / "mteb", cfg.batch_size)
+    artifact = read_artifact_meta(em.path) if Path(em.path).is_dir() else None
+    prompts = {t.metadata.name: evaluation_prompts(wrapper, t) for t in tasks}
+    training_prompts = (artifact or {}).get("prompts")
+    # before any task runs: under eval.strict_prompts a mismatch costs nothing
+    prompt_check = check_prompts(training_prompts, prompts, strict=bool(cfg.eval.get("strict_prompts", False)))
+    keys = {name: inputs_key(wrapper, sides) for name, sides in prompts.items()}
+    results = evaluate_tasks(wrapper, tasks, out / "mteb", cfg.batch_size, keys)
     dims = [int(d) for d in (cfg.eval.get("dims") or [])]
-    by_dims = {d: evaluate_tasks(TruncatedEncoder(wrapper, d), tasks, out / "mteb", cfg.batch_size) for d in dims}
+    by_dims = {
+        d: evaluate_tasks(TruncatedEncoder(wrapper, d), tasks, out / "mteb", cfg.batch_size, keys) for d in dims
+    }
     settings = {
         "model": em.path,
         "weights_sha256": revision,
         "provenance": em.provenance,
-        "artifact": read_artifact_meta(em.path) if Path(em.path).is_dir() else None,
+        "artifact": artifact,
         "template": em.template,
         "pooling": em.pooling,
         "max_length": em.max_length,
+        "attention": encoder.attention,
         "dtype": em.dtype,
         "autocast": "bf16 on CUDA" if next(encoder.model.parameters()).is_cuda else "none (CPU, fp32)",
         "batch_size": cfg.batch_size,
         "max_tokens": cfg.get("max_tokens"),
+        "padding_free": bool(cfg.get("padding_free", False)),
         "dims": dims or None,
         "instructions": {n: instructions.get(n) for n in names},
         "instruction_separator": cfg.eval.instruction_separator,
+        "prompts": prompts,
+        "training_prompts": training_prompts,
         "eval": cfg.eval.name,
         "data_revisions": {t.metadata.name: t.metadata.dataset.get("revision") for t in tasks},
         "mteb_version": mteb.__version__,
@@ -283,6 +341,12 @@ def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     }
     metrics = {t.metadata.name: t.metadata.main_score for t in tasks}
     summary = summarize(results, categories, settings, metrics)
+    summary["prompt_check"] = prompt_check
+    audit = Run(cfg.run_dir).audit() if cfg.run_dir else None
+    summary["contamination_audit"] = audit is not None  # bireco-audit run_dir=RUN writes RUN/audit.json
+    for name, counts in contamination_by_task(audit or {}).items():
+        if name in summary["tasks"]:
+            summary["tasks"][name]["contamination"] = counts
     if by_dims:  # every task at each truncated width (Matryoshka), next to the full width
         summary["dims"] = {str(d): summarize(r, categories, {}, metrics) for d, r in by_dims.items()}
         for entry in summary["dims"].values():
@@ -303,6 +367,7 @@ def evaluate_run(train_cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             "eval": OmegaConf.to_container(train_cfg.eval, resolve=True),
             "batch_size": train_cfg.eval_batch_size,
             "max_tokens": train_cfg.get("eval_max_tokens"),
+            "padding_free": train_cfg.get("eval_padding_free", False),
             "embedding_cache": True,
             "paths": OmegaConf.to_container(train_cfg.paths, resolve=True),
         }

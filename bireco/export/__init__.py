@@ -131,6 +131,7 @@ def export_run(
     ecfg = OmegaConf.to_container(eval_cfg, resolve=True) if isinstance(eval_cfg, DictConfig) else eval_cfg
     template_dict = run_cfg["template"]
     pooling, max_length = run_cfg["pooling"]["name"], int(run_cfg["model"]["max_length"])
+    attention = run_cfg["model"].get("attention", "causal")
     prompts = run_prompts(run_cfg, ecfg, query_instruction)
     summary_file = Path(summary) if summary else Path(run_dir) / "eval" / "summary.json"
     if summary and not summary_file.is_file():
@@ -140,14 +141,24 @@ def export_run(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        encoder = TextEncoder.from_artifact(final, template_dict, pooling, max_length, device="cpu")
+        encoder = TextEncoder.from_artifact(
+            final, template_dict, pooling, max_length, device="cpu", attention=attention
+        )
         model, tokenizer, bound = encoder.model, encoder.tokenizer, encoder.bound
         with torch.no_grad():
-            write_sentence_transformers(model, tokenizer, bound, pooling, max_length, prompts, tmp, tmp / ".work")
+            write_sentence_transformers(
+                model, tokenizer, bound, pooling, max_length, prompts, tmp, tmp / ".work", attention
+            )
         shutil.rmtree(tmp / ".work")
         provenance = {"run_dir": str(Path(run_dir).resolve()), "pipeline": results.get("pipeline")}
         if hf_merged:
-            meta = {"template": template_dict, "pooling": pooling, "max_length": max_length, **provenance}
+            meta = {
+                "template": template_dict,
+                "pooling": pooling,
+                "max_length": max_length,
+                "attention": attention,
+                **provenance,
+            }
             write_merged(model, tokenizer, tmp / "hf" / "merged", meta)
         final_meta = read_artifact_meta(final) or {}
         adapter = None
@@ -162,6 +173,7 @@ def export_run(
             "template": template_dict,
             "pooling": pooling,
             "max_length": max_length,
+            "attention": attention,
             "prompts": {n: {"instruction": p.instruction, "separator": p.separator} for n, p in prompts.items()},
             "adapter": adapter,
             "hf_merged": hf_merged,

@@ -25,7 +25,8 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_mo
 def write_merged(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path, meta: dict[str, Any]
 ) -> Path:
-    """Merged causal LM + tokenizer + artifact.json (`kind: full`, template, pooling, max length, provenance)."""
+    """Merged causal LM + tokenizer + artifact.json (`kind: full`, template, pooling, max length, attention,
+    provenance). Its config.json stays causal even for a bidirectional encoder: it is also the LM that decodes."""
     out = Path(out_dir)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -1,7 +1,7 @@
 """The exported model's README.md: how to load it, how it was trained, on what, and how it scored.
 
-Everything comes from the run's own files (config.yaml, results.json, eval/summary.json), so the card cannot
-drift from what was trained.
+Everything comes from the run's own files (config.yaml, results.json, eval/summary.json, audit.json), so the card
+cannot drift from what was trained.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from typing import Any
 
 import yaml
 
+from bireco.eval.contamination import FIELDS
 from bireco.export.sentence_transformers import Prompt
+from bireco.runs import Run
 
 
 def _frontmatter(info: Mapping[str, Any]) -> str:
@@ -77,6 +79,54 @@ def _eval(summary: Mapping[str, Any] | None) -> str:
     return "Scores are mteb main scores × 100.\n\n" + "\n".join(rows) + note
 
 
+def _source_tasks(run_cfg: Mapping[str, Any]) -> list[str]:
+    """The mteb tasks the config's training sources are declared to come from (`data.sources.<name>.mteb_tasks`)."""
+    sources = (run_cfg.get("data") or {}).get("sources") or {}
+    return sorted({t for s in sources.values() if isinstance(s, Mapping) for t in s.get("mteb_tasks") or []})
+
+
+def _audit(audit: Mapping[str, Any] | None, run_cfg: Mapping[str, Any]) -> str:
+    """The contamination audit's counts and the mteb `training_datasets` declaration, or that no audit ran."""
+    if not audit:
+        known = _source_tasks(run_cfg)
+        lower = (
+            f" The training sources' config names these mteb tasks as their origin (a lower bound): {known}."
+            if known
+            else ""
+        )
+        return (
+            "No contamination audit was run for this run (`bireco-audit run_dir=RUN eval.data_root=TASKS` writes "
+            "`RUN/audit.json`), so mteb's `training_datasets` is not declared: unknown, not empty." + lower
+        )
+    s, train, decl = audit["settings"], audit["train"], audit["training_datasets"]
+    rows = ["| task | mteb name | queries: exact / near of n | corpus: exact / near of n |", "|---|---|---|---|"]
+    for name, t in sorted(audit["tasks"].items()):
+        cells = [f"{t['fields'][f]['exact']} / {t['fields'][f]['near']} of {t['fields'][f]['n']}" for f in FIELDS]
+        rows.append(f"| {name} | {t.get('mteb_name') or '—'} | {cells[0]} | {cells[1]} |")
+    declared = "{" + ", ".join(f'"{n}"' for n in decl["declared"]) + "}" if decl["declared"] else "set()"
+    reasons = [f"- `{n}`: " + "; ".join(r) for n, r in decl["reasons"].items()]
+    unnamed = decl.get("overlapping_tasks_without_mteb_name") or []
+    return "\n".join(
+        [
+            f"The {train['rows']:,} training rows (`{train['path']}`; query, positive and negative texts) against "
+            f"the evaluation tasks of `{audit['eval']['name']}` (`{audit['eval'].get('task_root') or 'mteb'}`): "
+            f"exact = same text after normalisation, near = Jaccard ≥ {s['jaccard_threshold']} of "
+            f"{s['shingles']} ({s['library']} {s['library_version']} MinHash LSH, confirmed exactly).",
+            "",
+            *rows,
+            "",
+            "mteb `ModelMeta` declaration:",
+            "",
+            "```python",
+            f"training_datasets={declared}",
+            "```",
+            "",
+            *reasons,
+            *([f"- overlap in tasks mteb does not have: {unnamed}"] if unnamed else []),
+        ]
+    )
+
+
 def _prompts(prompts: Mapping[str, Prompt]) -> str:
     rows = ["| prompt name | instruction | separator |", "|---|---|---|"]
     rows += [f"| `{n}` | {p.instruction} | `{p.separator!r}` |" for n, p in prompts.items()]
@@ -90,10 +140,11 @@ def render_model_card(info: Mapping[str, Any]) -> str:
         info: `name`, `run_dir`, `results` (results.json), `run_cfg` (config.yaml as a dict), `template`,
             `pooling`, `max_length`, `prompts` (name -> Prompt), `summary` (eval summary.json or None),
             `adapter` (what `write_adapter` wrote, or None), `stage_kinds` (full/adapter per stage),
-            `base_hub_name`.
+            `base_hub_name`, and optionally `audit` (an audit.json; default: the run folder's, if any).
     """
     results, run_cfg, template = info["results"], info["run_cfg"], info["template"]
     adapter = info.get("adapter")
+    audit = info["audit"] if "audit" in info else Run(info["run_dir"]).audit()
     adapter_text = (
         f"`hf/adapter` is the last stage's LoRA adapter (peft) on `{adapter['base']}`"
         + (f" @ `{adapter['base_revision']}`" if adapter.get("base_revision") else "")
@@ -148,6 +199,10 @@ model.encode(["..."], prompt_name="NAME")        # any prompt below
 ## Evaluation
 
 {_eval(info.get("summary"))}
+
+## Contamination audit
+
+{_audit(audit, run_cfg)}
 
 ## Configuration
 

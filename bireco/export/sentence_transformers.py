@@ -15,18 +15,27 @@ the exported *tokenizer*, so that ST tokenizes the same joined string bireco doe
 
 `check_tokenization` proves the ids equal bireco's on probe texts before anything is written; a template whose
 suffix would merge with the text's last characters fails there, naming the prompt and the text.
+
+A bidirectional model's `config.json` says `is_causal: false`, which a plain `from_pretrained` honours
+(`bireco.models.attention`); `check_loaded_attention` proves it on the model sentence-transformers loaded from
+the folder, and refuses the export when it attends otherwise than bireco's encoder did.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import transformers
 from tokenizers import Regex, normalizers, processors
+from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from bireco.errors import UserError
+from bireco.models.attention import BIDIRECTIONAL, CAUSAL, attends_ahead
 from bireco.models.templates import BoundTemplate, Segment
 
 # bireco pooling name -> sentence-transformers pooling mode (same math: last real token / mean / position-weighted)
@@ -64,6 +73,32 @@ class Prompt:
 
 class ExportTokenizationError(ValueError):
     """The exported tokenizer would not reproduce bireco's token ids."""
+
+
+class ExportAttentionError(UserError, ValueError):
+    """The exported folder, loaded without remote code, would not attend as bireco's encoder did."""
+
+
+def mark_bidirectional(model_dir: str | Path) -> None:
+    """Write `is_causal: false` into a saved model's `config.json`: the flag a plain `from_pretrained` honours."""
+    config_file = Path(model_dir) / "config.json"
+    config = json.loads(config_file.read_text())
+    config["is_causal"] = False
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def check_loaded_attention(loaded: nn.Module, attention: str) -> None:
+    """Refuse the export unless `loaded` (as sentence-transformers loaded it: no kwargs, no remote code) sees
+    later tokens exactly when `attention` is bidirectional."""
+    if attends_ahead(loaded, loaded.config.vocab_size) == (attention == BIDIRECTIONAL):
+        return
+    model_type = getattr(loaded.config, "model_type", "?")
+    raise ExportAttentionError(
+        f"model.attention={attention}: the exported folder, loaded without remote code, attends "
+        f"{'causally' if attention == BIDIRECTIONAL else 'bidirectionally'}: transformers {transformers.__version__} "
+        f"does not honour is_causal={attention == CAUSAL} in config.json for model type '{model_type}', so the "
+        "export would not embed as bireco does"
+    )
 
 
 def st_prompts(bound: BoundTemplate, prompts: Mapping[str, Prompt]) -> dict[str, str]:
@@ -174,6 +209,7 @@ def write_sentence_transformers(
     prompts: Mapping[str, Prompt],
     out_dir: str | Path,
     work_dir: str | Path,
+    attention: str = CAUSAL,
 ) -> Path:
     """Save `model` (merged weights; only its decoder stack is written) as a sentence-transformers folder.
 
@@ -181,6 +217,7 @@ def write_sentence_transformers(
         prompts: prompt name -> instruction and separator (`SentenceTransformer.encode(prompt_name=...)`);
             `query` is what `encode_query` uses.
         work_dir: scratch folder (the HF model the Transformer module is built from).
+        attention: the encoder's mode; `bidirectional` is written as `is_causal: false` and checked on load.
     """
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Normalize, Transformer
@@ -192,8 +229,11 @@ def write_sentence_transformers(
     check_tokenization(st_tok, bound, prompts, max_length)
     src = Path(work_dir) / "st-source"
     model.get_decoder().save_pretrained(src)  # the LM head is never used for embeddings
+    if attention == BIDIRECTIONAL:
+        mark_bidirectional(src)
     st_tok.save_pretrained(src)
     transformer = Transformer(str(src), modality_config=TEXT_ONLY, module_output_name="token_embeddings")
+    check_loaded_attention(transformer.model, attention)
     st = SentenceTransformer(
         modules=[transformer, Pooling(transformer.get_embedding_dimension(), ST_POOLING[pooling]), Normalize()],
         prompts=st_prompts(bound, prompts),

@@ -121,12 +121,20 @@ class StageModule(L.LightningModule):
                 sync_dist=on_step,
             )
 
-    def save_artifact(self, out_dir: Path, init_from: str, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+    def save_artifact(
+        self,
+        out_dir: Path,
+        init_from: str,
+        state_dict: dict[str, torch.Tensor] | None = None,
+        prompts: dict[str, Any] | None = None,
+    ) -> Path:
         """Write this stage's weights (or adapter) atomically: a temp folder renamed into place.
 
         Args:
             state_dict: this module's whole state dict when the live parameters are shards (FSDP: see
                 `bireco.distributed.full_state_dict`); None = the module's own parameters.
+            prompts: the prompts this stage trained with (`bireco.models.prompts.training_prompts`), so
+                evaluation can check it builds its inputs the same way.
         """
         out_dir = Path(out_dir)
         tmp = out_dir.with_name(out_dir.name + ".tmp")
@@ -137,7 +145,9 @@ class StageModule(L.LightningModule):
             "template": self.encoder.template.to_dict(),
             "pooling": self.encoder.pooling_name,
             "max_length": self.encoder.max_length,
+            "attention": self.encoder.attention,
             "steps": self.global_step,
+            "prompts": prompts,
         }
         prefix = "encoder.model."
         weights = (

@@ -75,7 +75,8 @@ def build_encoder(cfg: DictConfig, stage: DictConfig, init_from: str) -> TextEnc
         model = get_peft_model(model, lora)
         if m.gradient_checkpointing:
             model.enable_input_require_grads()
-    return TextEncoder(model, tokenizer, build_template(cfg), cfg.pooling.name, m.max_length)
+    attention = m.get("attention", "causal")
+    return TextEncoder(model, tokenizer, build_template(cfg), cfg.pooling.name, m.max_length, attention=attention)
 
 
 def build_module(name: str, stage: DictConfig, encoder: TextEncoder) -> StageModule:

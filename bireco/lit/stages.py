@@ -39,7 +39,8 @@ class WarmupModule(StageModule):
             if key not in batch:
                 continue
             ids, mask = batch[key]["input_ids"], batch[key]["attention_mask"]
-            hidden = self.encoder.hidden_states(ids, mask)[:, :-1]  # (B, T-1, H) predicts ids[:, 1:]
+            # a next-token loss: causal whatever model.attention says for the encoder passes
+            hidden = self.encoder.hidden_states(ids, mask, attention="causal")[:, :-1]  # (B, T-1, H) -> ids[:, 1:]
             tm = mask[:, 1:].bool()
             w = self.model.get_output_embeddings().weight
             total = total + linear_cross_entropy_sum(hidden[tm], w, ids[:, 1:][tm], self.chunk_size)

@@ -48,15 +48,6 @@ class RngState:
             yield
 
 
-def chunk_batch(batch: Batch, chunk_size: int) -> list[Batch]:
-    """Row slices of a role's batch (every tensor sliced on dim 0)."""
-    rows = int(batch["input_ids"].shape[0])
-    return [
-        {k: v[s : s + chunk_size] if torch.is_tensor(v) else v for k, v in batch.items()}
-        for s in range(0, rows, chunk_size)
-    ]
-
-
 def select_rows(batch: Batch, rows: torch.Tensor, cols: slice) -> Batch:
     """The batch's `rows` (every tensor indexed on dim 0) and, of its (rows, T) tensors, the columns `cols`."""
     width = batch["attention_mask"].shape[1]
@@ -71,18 +62,20 @@ def select_rows(batch: Batch, rows: torch.Tensor, cols: slice) -> Batch:
 
 def plan_chunks(batch: Batch, chunk_size: int | None, max_tokens: int | None) -> list[tuple[torch.Tensor, Batch]]:
     """(row indices, sub-batch) of each chunk: `chunk_size` rows in order, or — with `max_tokens` — rows sorted
-    by length, longest first, as many per chunk as fit in `max_tokens` padded tokens, each chunk cut to the
-    columns its rows use (planned on one host copy of the attention mask: one device read per role and step)."""
+    by length, longest first, as many per chunk as fit in `max_tokens` padded tokens. Either way each chunk is cut
+    to the columns its own rows use (a chunk of short rows does not pay for the batch's longest), planned on one
+    host copy of the attention mask: one device read per role and step."""
     rows = int(batch["input_ids"].shape[0])
-    device = batch["input_ids"].device
-    if max_tokens is None:
-        if chunk_size is None or chunk_size < 1:
-            raise ValueError(f"grad_cache chunk_size must be ≥ 1, got {chunk_size}")
-        idx = [torch.arange(s, min(s + chunk_size, rows), device=device) for s in range(0, rows, chunk_size)]
-        return list(zip(idx, chunk_batch(batch, chunk_size), strict=True))
     mask = batch["attention_mask"].bool().cpu()
+    if max_tokens is not None:
+        groups = token_budget_batches(mask.sum(dim=1).tolist(), max_tokens)
+    elif chunk_size is None or chunk_size < 1:
+        raise ValueError(f"grad_cache chunk_size must be ≥ 1, got {chunk_size}")
+    else:
+        groups = [list(range(s, min(s + chunk_size, rows))) for s in range(0, rows, chunk_size)]
+    device = batch["input_ids"].device
     plan = []
-    for group in token_budget_batches(mask.sum(dim=1).tolist(), max_tokens):
+    for group in groups:
         used = mask[group].any(dim=0).nonzero().squeeze(1)
         cols = slice(int(used[0]), int(used[-1]) + 1) if used.numel() else slice(0, 0)
         idx = torch.tensor(group, device=device)

@@ -15,6 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from bireco.errors import hub_access
+from bireco.models.attention import reset_checkpoint_causality
 from bireco.runs import ARTIFACT_FILE, read_artifact_meta
 from bireco.utils.io import atomic_write_json
 
@@ -84,6 +85,7 @@ def load_backbone(spec: BackboneSpec, merge_adapters: bool = True) -> tuple[PreT
             dtype=_dtype(spec.dtype),
             attn_implementation=spec.attn_implementation,
         )
+    reset_checkpoint_causality(model)
     return model, load_tokenizer(spec)
 
 

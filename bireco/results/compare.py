@@ -1,4 +1,4 @@
-"""Pipelines compared over seeds: the demo's table (`python -m bireco.report RUNS_ROOT`).
+"""Pipelines compared over seeds: the demo's table (`bireco-report RUNS_ROOT`).
 
 Each run folder holds `results.json` (pipeline, seed, per-stage records) and, from the retrieval probe after its
 last stage, `probe_queries.json` (every held-out query's hit@1 and reciprocal rank). Per pipeline the table shows

@@ -25,3 +25,21 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int) -> list[list[i
         else:
             batches.append([i])
     return batches
+
+
+def packed_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Indices of each batch, longest first, as many rows as fit in `max_tokens` *real* tokens: for padding-free
+    (packed) passes, where a batch costs the sum of its lengths; a row longer than the budget is a batch alone."""
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be a positive number of tokens, got {max_tokens}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    used = 0
+    for i in order:
+        if batches and used + lengths[i] <= max_tokens:
+            batches[-1].append(i)
+            used += lengths[i]
+        else:
+            batches.append([i])
+            used = lengths[i]
+    return batches

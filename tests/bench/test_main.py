@@ -17,6 +17,7 @@ KEYS = [
     "stage1.throughput_ratio_vs_reference_real_data",
     "stage1.peak_memory_ratio_vs_reference",
     "stage2.throughput_ratio_vs_bare_loop",
+    "stage2.token_budget_vs_fixed_rows",
     "padding_efficiency",
     "encode_sorted_speedup",
     "encode_token_budget_vs_sorted",
@@ -48,6 +49,8 @@ def test_quick_bench_writes_every_key(tmp_path: Path) -> None:
     for key in KEYS:
         section, _, name = key.partition(".")
         value = saved[section][name] if name else saved[section]
+        if key == "stage2.token_budget_vs_fixed_rows":
+            value = saved["stage2"]["token_budget"]["value"]
         assert isinstance(value, float) and value > 0, key
         assert saved["headline"][key] == value
     assert 0 < saved["padding_efficiency_without_length_grouping"] <= saved["padding_efficiency"] <= 1
@@ -63,7 +66,7 @@ def test_quick_bench_writes_every_key(tmp_path: Path) -> None:
 
 
 def test_missing_shared_data_is_null_with_a_reason(tmp_path: Path) -> None:
-    from bireco.bench import encode, padding, stage1
+    from bireco.bench import encode, padding, stage1, token_budget
 
     assert padding.measure(None, quick=True) == {
         "value": None,
@@ -72,3 +75,17 @@ def test_missing_shared_data_is_null_with_a_reason(tmp_path: Path) -> None:
     r = stage1.real_data_throughput(tmp_path, 1, 0, 1, "32-true")
     assert r["value"] is None and str(tmp_path / "train_pairs") in r["reason"]
     assert encode.measure(tmp_path, True, "32-true")["value"] is None
+    assert token_budget.measure(tmp_path, quick=True)["value"] is None
+
+
+def test_a_token_budget_is_compared_with_the_fastest_fixed_size_that_fits_its_memory() -> None:
+    from bireco.bench.token_budget import best_at_memory
+
+    fixed = {
+        "8": {"peak_memory_bytes": 100, "tokens_per_s": 10.0},
+        "16": {"peak_memory_bytes": 150, "tokens_per_s": 14.0},
+        "32": {"peak_memory_bytes": 300, "tokens_per_s": 20.0},
+    }
+    assert best_at_memory(fixed, 200) == ("16", fixed["16"])  # 32 rows would be faster but needs more memory
+    assert best_at_memory(fixed, 300) == ("32", fixed["32"])
+    assert best_at_memory(fixed, 99) is None

@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_dir
 import bireco.eval.runner as runner
 from bireco.eval.local_tasks import load_local_task
 from bireco.eval.mteb_wrapper import MtebEncoder
+from bireco.eval.prompt_check import PromptMismatchError
 from bireco.eval.runner import EvalDataError, evaluate_tasks, resolve_tasks, run_eval, summarize
 from bireco.models.encoder import TextEncoder
 from bireco.models.templates import Template
@@ -82,6 +83,36 @@ def test_rerun_skips_finished_tasks_but_not_changed_data(tmp_path: Path, monkeyp
     write_beir(folder, CORPUS, QUERIES, REVERSED)  # the data changed: a new revision is evaluated anew
     changed = evaluate_tasks(model, [load_local_task(folder)], tmp_path / "mteb", 4)["task"].get_score()
     assert calls == [1] and changed < first
+
+
+def test_other_inputs_never_get_an_old_score(tmp_path: Path, monkeypatch) -> None:
+    """Same weights and data, another prompt (separator, instruction, template), pooling or length: re-scored."""
+    folder = write_beir(tmp_path / "task", CORPUS, QUERIES, PERFECT)
+    model = LookupEncoder(RETRIEVAL_VECTORS)
+    evaluate_tasks(model, [load_local_task(folder)], tmp_path / "mteb", 4, {"task": "inputs-a"})
+    calls = []
+    real = runner.mteb.evaluate
+    monkeypatch.setattr(runner.mteb, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    evaluate_tasks(model, [load_local_task(folder)], tmp_path / "mteb", 4, {"task": "inputs-a"})
+    assert calls == []
+    evaluate_tasks(model, [load_local_task(folder)], tmp_path / "mteb", 4, {"task": "inputs-b"})
+    assert calls == [1]
+
+
+def test_the_inputs_key_follows_every_prompt_setting(tiny_text_encoder: TextEncoder) -> None:
+    from types import SimpleNamespace
+
+    task = SimpleNamespace(metadata=SimpleNamespace(name="T", type="Retrieval"))
+
+    def key(separator: str = ": ", instruction: str = "find the city", pooling: str = "eos") -> str:
+        enc = TextEncoder(
+            tiny_text_encoder.model, tiny_text_encoder.tokenizer, tiny_text_encoder.template, pooling, 64
+        )
+        wrapper = MtebEncoder(enc, "t/tiny", "rev", {"T": instruction}, instruction_separator=separator)
+        return runner.inputs_key(wrapper, runner.evaluation_prompts(wrapper, task))
+
+    assert key() == key()
+    assert len({key(), key(separator="; "), key(instruction="find the person"), key(pooling="mean")}) == 4
 
 
 def test_new_weights_never_get_an_old_score(tmp_path: Path) -> None:
@@ -173,13 +204,21 @@ def test_instructions_go_to_queries_only() -> None:
     assert w.instruction_for("T", "Retrieval", None) is None
 
 
+def compose_eval(overrides: list[str]):
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        return compose("eval", overrides=overrides)
+
+
 @pytest.mark.integration
 def test_bireco_eval_on_a_trained_run(tmp_path: Path, bireco_cache: str) -> None:
     run = tmp_path / "run"
     run_pipeline(compose_cfg(["pipeline=baseline"]), run)
+    from bireco.audit.cli import run_audit
+    from bireco.eval.contamination import contamination_by_task
+
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("eval", overrides=[f"run_dir={run}", "batch_size=16", "eval.dims=[16,192]"])
-    summary = run_eval(cfg, tmp_path / "eval")
+        _, audit = run_audit(compose("audit", overrides=[f"run_dir={run}"]), tmp_path / "audit", [f"run_dir={run}"])
+    summary = run_eval(compose_eval([f"run_dir={run}", "batch_size=16", "eval.dims=[16,192]"]), tmp_path / "eval")
     assert json.loads((tmp_path / "eval" / "summary.json").read_text()) == summary
     # Matryoshka widths: the full width (192) scores what the untruncated run does, a narrow one is its own run
     assert set(summary["dims"]) == {"16", "192"} and summary["settings"]["dims"] == [16, 192]
@@ -187,6 +226,10 @@ def test_bireco_eval_on_a_trained_run(tmp_path: Path, bireco_cache: str) -> None
     assert full_width == pytest.approx(summary["tasks"]["retrieval"]["main_score"], abs=1e-6)
     assert summary["dims"]["16"]["average"] != summary["average"]
     assert set(summary["tasks"]) == {"retrieval"} and summary["tasks"]["retrieval"]["category"] == "Retrieval"
+    # the run's contamination audit (bireco-audit run_dir=RUN): its counts next to each task's score
+    assert summary["contamination_audit"] is True
+    assert summary["tasks"]["retrieval"]["contamination"] == contamination_by_task(audit)["retrieval"]
+    assert summary["tasks"]["retrieval"]["contamination"]["n_queries"] > 0
     assert 0.0 <= summary["average"] <= 100.0
     settings = summary["settings"]
     for key in (
@@ -207,6 +250,20 @@ def test_bireco_eval_on_a_trained_run(tmp_path: Path, bireco_cache: str) -> None
     assert settings["artifact"]["kind"] == "adapter"
     # sweeps record the seed next to the scores
     assert settings["provenance"]["seed"] == 42 and settings["provenance"]["pipeline"] == "baseline"
+    # prompt provenance: training's per source (from the artifact), evaluation's per task and side
+    trained = settings["training_prompts"]
+    assert trained == settings["artifact"]["prompts"] and trained["documents"]["format"] == "<|bos|>{text}<|eos|>"
+    instr = settings["instructions"]["retrieval"]
+    assert trained["queries"]["fact_qa"]["format"] == f"<|bos|>{instr}; {{text}}<|eos|>"
+    assert settings["prompts"]["retrieval"]["query"]["format"] == f"<|bos|>{instr}: {{text}}<|eos|>"
+    assert settings["prompts"]["retrieval"]["document"]["sha256"] == trained["documents"]["sha256"]
+    # eval=local joins with ": " as the authors' evaluation does; training used the template's "; "
+    [mismatch] = summary["prompt_check"]["mismatches"]
+    assert (mismatch["task"], mismatch["side"]) == ("retrieval", "query")
+    strict = compose_eval([f"run_dir={run}", "eval.strict_prompts=true"])
+    with pytest.raises(PromptMismatchError, match="task retrieval"):
+        run_eval(strict, tmp_path / "strict")
+    assert not (tmp_path / "strict" / "summary.json").exists()
 
 
 @pytest.mark.integration

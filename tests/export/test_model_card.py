@@ -85,3 +85,57 @@ def test_exported_card_shows_the_runs_eval_summary(exported_run) -> None:
     assert f"| retrieval | Retrieval | ndcg_at_10 | {score:.2f} |" in card
     assert "pipeline `bireco`" in card
     assert "| fact_qa | Given a question about a person, retrieve the profile that answers it | proportional |" in card
+
+
+AUDIT = {
+    "settings": {
+        "jaccard_threshold": 0.8,
+        "shingles": "word 5-grams",
+        "library": "datasketch",
+        "library_version": "2.0.0",
+    },
+    "train": {"rows": 11209, "path": "/data/pairs"},
+    "eval": {"name": "local", "task_root": "/data"},
+    "tasks": {
+        "scifact": {
+            "mteb_name": "SciFact",
+            "fields": {"queries": {"n": 300, "exact": 2, "near": 1}, "corpus": {"n": 5183, "exact": 0, "near": 0}},
+        },
+        "wikiqa": {
+            "mteb_name": None,
+            "fields": {"queries": {"n": 237, "exact": 0, "near": 0}, "corpus": {"n": 2341, "exact": 5, "near": 0}},
+        },
+    },
+    "training_datasets": {
+        "declared": ["NQ", "SciFact"],
+        "reasons": {"NQ": ["training source 'nq' comes from it"], "SciFact": ["audit: task 'scifact' shares texts"]},
+        "overlapping_tasks_without_mteb_name": ["wikiqa"],
+    },
+}
+
+
+def test_card_shows_the_audit_counts_and_the_mteb_declaration() -> None:
+    card = render_model_card({**_info(SUMMARY), "audit": AUDIT})
+    assert "| scifact | SciFact | 2 / 1 of 300 | 0 / 0 of 5183 |" in card
+    assert "| wikiqa | — | 0 / 0 of 237 | 5 / 0 of 2341 |" in card
+    assert 'training_datasets={"NQ", "SciFact"}' in card
+    assert "- `NQ`: training source 'nq' comes from it" in card
+    assert "overlap in tasks mteb does not have: ['wikiqa']" in card
+    assert "Jaccard ≥ 0.8 of word 5-grams" in card
+
+
+def test_card_without_an_audit_says_none_was_run_never_an_empty_declaration() -> None:
+    card = render_model_card(_info(SUMMARY))  # /runs/x has no audit.json
+    assert "No contamination audit was run" in card and "unknown, not empty" in card
+    assert "training_datasets=" not in card
+    cfg = {**RUN_CFG, "data": {**RUN_CFG["data"], "sources": {"nq": {"instruction": "q", "mteb_tasks": ["NQ"]}}}}
+    assert "(a lower bound): ['NQ']" in render_model_card({**_info(SUMMARY), "run_cfg": cfg})
+
+
+def test_card_reads_the_audit_json_of_the_run_folder(tmp_path) -> None:
+    from bireco.runs import AUDIT_FILE
+    from bireco.utils.io import atomic_write_json
+
+    atomic_write_json(tmp_path / AUDIT_FILE, AUDIT)
+    card = render_model_card({**_info(SUMMARY), "run_dir": str(tmp_path)})
+    assert 'training_datasets={"NQ", "SciFact"}' in card

@@ -11,7 +11,7 @@ from bireco.lit.base import OptimConfig
 from bireco.lit.stages import ContrastiveModule
 from bireco.losses.contrastive import candidate_exclusions, gathered_info_nce, info_nce
 from bireco.losses.false_negatives import duplicate_mask, normalize_text, text_key, token_ids_key
-from bireco.losses.grad_cache import chunk_batch
+from bireco.losses.grad_cache import plan_chunks
 from bireco.models.encoder import TextEncoder
 from tests.losses.conftest import with_lora_dropout
 
@@ -126,7 +126,7 @@ def test_stage_module_with_dropout_masks_exactly_the_copies(tiny_encoder: TextEn
     got = torch.autograd.grad(loss, list(params.values()))
 
     torch.manual_seed(3)  # the same dropout masks: embed in the order the module does (chunk by chunk)
-    parts = {r: chunk_batch(batch[r], chunk or 64) for r in ("query", "positive", "negative")}
+    parts = {r: [c for _, c in plan_chunks(batch[r], chunk or 64, None)] for r in ("query", "positive", "negative")}
     q, p, n = (torch.cat([emb(c) for c in parts[r]]) for r in ("query", "positive", "negative"))
     assert not torch.equal(p[0], p[2])  # copies of one text, embedded differently by dropout
     keep = ~candidate_exclusions(batch["positive"]["key"], batch["negative"]["key"], 5)

@@ -1,0 +1,130 @@
+"""The results commands: `bireco-table` (the paper's table, plots, optionally to wandb) and `bireco-report`
+(the demo's comparison over seeds).
+
+    bireco-table runs/multirun runs/llama3.2-1b --out runs/table --expect llama3.1-8b:bireco
+    bireco-report runs/demo [--out FILE]      # every run under the folder (<pipeline>/seed-<s>/)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bireco.results import plots
+from bireco.results.compare import collect, machine, render
+from bireco.results.reconstruction import reconstruction_scores, reconstruction_table
+from bireco.results.records import collect_runs, select_runs
+from bireco.results.render import render_csv, render_latex, render_markdown
+from bireco.results.table import DEFAULT_PAPER_TABLE, build_rows, load_paper_table
+from bireco.utils.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+TABLE_DESCRIPTION = "the paper's results table (MTEB category means) from run and sweep directories, plus plots"
+
+
+def write_table(
+    paths: Sequence[str | Path],
+    out: str | Path,
+    expect: Sequence[str] = (),
+    title: str | None = None,
+    paper_table: str | Path = DEFAULT_PAPER_TABLE,
+    eval_subdir: str = "eval",
+) -> str:
+    """Collect, build, write table.{md,tex,csv} and plots/ into `out`; returns the Markdown."""
+    out = Path(out)
+    runs = select_runs(collect_runs(paths, expect, eval_subdir))
+    paper = load_paper_table(paper_table)
+    rows = build_rows(runs, paper)
+    md = render_markdown(rows, title)
+    atomic_write_text(out / "table.md", md)
+    atomic_write_text(out / "table.tex", render_latex(rows, title))
+    atomic_write_text(out / "table.csv", render_csv(rows))
+    plot_dir = out / "plots"
+    plots.plot_delta(rows, paper, plot_dir)
+    for r in runs:
+        plots.plot_curves(r, plot_dir)
+    plots.plot_convergence(runs, plot_dir)
+    plots.plot_dims(runs, plot_dir, eval_subdir)
+    if plots.plot_reconstruction(runs, plot_dir):
+        recon = [(f"{r.model} / {r.pipeline}", reconstruction_scores(r.path)) for r in runs if r.path]
+        atomic_write_text(out / "reconstruction.md", reconstruction_table(recon) + "\n")
+    return md
+
+
+def table_main(argv: list[str] | None = None) -> None:
+    """`bireco-table RUNS... --out DIR [--expect MODEL:PIPELINE ...] [--title ...]`."""
+    ap = argparse.ArgumentParser(prog="bireco-table", description=TABLE_DESCRIPTION)
+    ap.add_argument("runs", nargs="+", help="run directories and/or sweep directories (searched 3 levels deep)")
+    ap.add_argument("--out", required=True, help="folder for table.md, table.tex, table.csv and plots/")
+    ap.add_argument("--expect", action="append", default=[], metavar="MODEL:PIPELINE", help="row that must appear")
+    ap.add_argument("--title", default=None)
+    ap.add_argument("--paper-table", default=str(DEFAULT_PAPER_TABLE), help="the paper's numbers (CSV)")
+    ap.add_argument("--eval-subdir", default="eval", help="where a run's mteb summary.json is, inside the run")
+    ap.add_argument("--wandb-project", default=None, help="also log the table and plots to wandb (artifact)")
+    ap.add_argument("--wandb-group", default=None, help="wandb group (the sweep's), default: the --out name")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        md = write_table(args.runs, args.out, args.expect, args.title, args.paper_table, args.eval_subdir)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"bireco-table: {e}") from e
+    if args.wandb_project:
+        log_table_to_wandb(Path(args.out), args.wandb_project, args.wandb_group or Path(args.out).name)
+    print(md, end="")
+
+
+def log_table_to_wandb(out: Path, project: str, group: str) -> None:
+    """The table (as a wandb Table and files) and the plots, as one artifact of a `table` run in the group."""
+    import wandb
+
+    from bireco.utils.tracking import wandb_mode
+
+    run = wandb.init(
+        project=project, group=group, name=f"{group}/table", job_type="table", dir=str(out), mode=wandb_mode(None)
+    )
+    with open(out / "table.csv", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    run.log({"table": wandb.Table(columns=rows[0], data=rows[1:])})
+    run.log({f"plots/{p.stem}": wandb.Image(str(p)) for p in sorted((out / "plots").glob("*.png"))})
+    artifact = wandb.Artifact(f"{group}-table", type="results-table")
+    for name in ("table.md", "table.tex", "table.csv"):
+        artifact.add_file(str(out / name))
+    if (out / "plots").is_dir():
+        artifact.add_dir(str(out / "plots"), name="plots")
+    run.log_artifact(artifact)
+    run.finish()
+
+
+def report(root: str | Path) -> str:
+    """The whole printed report of the runs under `root`."""
+    runs = collect(root)
+    if not runs:
+        raise SystemExit(f"bireco-report: no finished run (results.json) under {root}")
+    text = f"Machine: {machine()}\n\n" + render(runs)
+    recon = [
+        (f"{p} seed {s}", reconstruction_scores(r.path)) for p, by_seed in runs.items() for s, r in by_seed.items()
+    ]
+    if any(scores for _, scores in recon):
+        text += "\nReconstruction from the embedding (held-out pairs; shuffled = another pair's vector):\n\n"
+        text += reconstruction_table([x for x in recon if x[1]]) + "\n"
+    return text
+
+
+def report_main(argv: list[str] | None = None) -> None:
+    """`bireco-report RUNS_DIR [--out FILE]`."""
+    args = list(argv if argv is not None else sys.argv[1:])
+    out = None
+    if "--out" in args:
+        i = args.index("--out")
+        out, args = args[i + 1], args[:i] + args[i + 2 :]
+    if len(args) != 1 or not Path(args[0]).is_dir():
+        raise SystemExit("usage: bireco-report RUNS_DIR [--out FILE]   (a folder of <pipeline>/seed-<s>/)")
+    text = report(args[0])
+    if out:
+        atomic_write_text(Path(out), text)
+    sys.stdout.write(text)
