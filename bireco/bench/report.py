@@ -107,7 +107,9 @@ def render_markdown(res: dict[str, Any], plots: list[str]) -> str:
         "",
         f"Batch {b['size']} (query {b['query_len']}, positive and negative {b['doc_len']} tokens), {s2['peft']}: "
         f"Lightning {s2['lightning']['median_s'] * 1e3:.1f} ms/step, bare loop {s2['bare']['median_s'] * 1e3:.1f} "
-        f"ms/step; ratio {res['stage2']['throughput_ratio_vs_bare_loop']:.3f}.",
+        f"ms/step; ratio {res['stage2']['throughput_ratio_vs_bare_loop']:.3f} (per round, back to back: "
+        + ", ".join(f"{r:.3f}" for r in s2.get("ratio_per_round", []))
+        + ").",
     ]
     if "grad_cache" in res["stage2"]:
         lines += _grad_cache_lines(res["stage2"]["grad_cache"])

@@ -188,6 +188,7 @@ def export_run(
                 "template": template_dict,
                 "pooling": pooling,
                 "max_length": max_length,
+                "attention": attention,
                 "prompts": prompts,
                 "summary": json.loads(summary_file.read_text()) if summary_file.is_file() else None,
                 "adapter": adapter,

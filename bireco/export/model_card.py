@@ -127,6 +127,15 @@ def _audit(audit: Mapping[str, Any] | None, run_cfg: Mapping[str, Any]) -> str:
     )
 
 
+def _attention(mode: str) -> str:
+    if mode == "causal":
+        return "causal attention (each token sees the ones before it), as pretrained"
+    return (
+        f"{mode} attention in the encoder (`is_causal: false` in `config.json`, honoured by transformers 5.2+; "
+        "older versions would load it causal)"
+    )
+
+
 def _prompts(prompts: Mapping[str, Prompt]) -> str:
     rows = ["| prompt name | instruction | separator |", "|---|---|---|"]
     rows += [f"| `{n}` | {p.instruction} | `{p.separator!r}` |" for n, p in prompts.items()]
@@ -138,9 +147,9 @@ def render_model_card(info: Mapping[str, Any]) -> str:
 
     Args:
         info: `name`, `run_dir`, `results` (results.json), `run_cfg` (config.yaml as a dict), `template`,
-            `pooling`, `max_length`, `prompts` (name -> Prompt), `summary` (eval summary.json or None),
-            `adapter` (what `write_adapter` wrote, or None), `stage_kinds` (full/adapter per stage),
-            `base_hub_name`, and optionally `audit` (an audit.json; default: the run folder's, if any).
+            `pooling`, `max_length`, `attention` (default causal), `prompts` (name -> Prompt), `summary` (eval
+            summary.json or None), `adapter` (what `write_adapter` wrote, or None), `stage_kinds` (full/adapter
+            per stage), `base_hub_name`, and optionally `audit` (an audit.json; default: the run folder's, if any).
     """
     results, run_cfg, template = info["results"], info["run_cfg"], info["template"]
     adapter = info.get("adapter")
@@ -175,7 +184,7 @@ model.encode(["..."], prompt_name="NAME")        # any prompt below
   prefix {template.get("prefix")!r}, suffix {template.get("suffix")!r}, pooled token
   {template.get("eos_token") or "the tokenizer's EOS"}), so every text is wrapped exactly as in training.
   Pooling `{info["pooling"]}`, L2-normalized, cosine similarity, at most {info["max_length"]} tokens
-  (template included; only the text is truncated).
+  (template included; only the text is truncated); {_attention(info.get("attention", "causal"))}.
 - These embeddings equal bireco's own encoder (fp32, within 1e-5): the export checks token ids against bireco
   before writing. A prompt string that is not one of the prompts below is prepended as plain text, which may
   tokenize differently at the boundary; use `prompt_name=`.

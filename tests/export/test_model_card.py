@@ -68,6 +68,9 @@ def test_card_has_pipeline_data_eval_table_and_config() -> None:
     assert "| **average** | | | 28.13 |" in card
     assert "| `query` | Given a question, retrieve passages | `': '` |" in card
     assert "exported as `hf/base`" in card
+    assert "causal attention (each token sees the ones before it)" in card
+    bidirectional = render_model_card({**_info(SUMMARY), "attention": "bidirectional"})
+    assert "bidirectional attention in the encoder (`is_causal: false`" in bidirectional
     config_block = card.split("```yaml\n")[1].split("```")[0]
     assert yaml.safe_load(config_block) == RUN_CFG
 
