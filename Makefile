@@ -85,15 +85,15 @@ else
 endif
 
 bench: $(STAMP)  ## speed/memory vs the reference and a bare loop -> bench/results.json, bench/RESULTS.md (ARGS=--quick)
-	$(BIN)/python -m bireco.bench --shared $(SHARED) $(ARGS)
+	$(BIN)/python -m benchmarks --shared $(SHARED) $(ARGS)
 
 lint: $(STAMP)  ## ruff lint + format check
-	$(BIN)/ruff check bireco tests experiments
-	$(BIN)/ruff format --check bireco tests experiments
+	$(BIN)/ruff check bireco tests experiments benchmarks
+	$(BIN)/ruff format --check bireco tests experiments benchmarks
 
 format: $(STAMP)  ## ruff autofix + format
-	$(BIN)/ruff check --fix bireco tests experiments
-	$(BIN)/ruff format bireco tests experiments
+	$(BIN)/ruff check --fix bireco tests experiments benchmarks
+	$(BIN)/ruff format bireco tests experiments benchmarks
 
 clean:  ## remove run outputs and caches (keeps .venv)
 	rm -rf runs outputs multirun .pytest_cache

@@ -25,5 +25,8 @@ def test_main_prints_machine_table_and_verdict(tmp_path: Path, capsys) -> None:
 def test_main_refuses_a_folder_without_runs(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no finished run"):
         main([str(tmp_path)])
-    with pytest.raises(SystemExit, match="usage"):
+    with pytest.raises(SystemExit, match="no such folder"):
+        main([str(tmp_path / "absent")])
+    with pytest.raises(SystemExit) as usage:  # argparse: the usage on stderr, exit status 2
         main([])
+    assert usage.value.code == 2

@@ -89,7 +89,10 @@ def check_prompts(
         return {"compared": False, "mismatches": []}
     mismatches = find_mismatches(training, evaluation)
     lines = describe(mismatches)
-    hint = "set eval.instruction_separator / eval.instructions to training's (or eval.strict_prompts=true to refuse)"
+    hint = (
+        "evaluate as trained with e.g. 'eval.instruction_separator=\"; \"' / eval.instructions (or refuse with "
+        "eval.strict_prompts=true)"
+    )
     if lines and strict:
         raise PromptMismatchError("prompts differ from training (eval.strict_prompts=true): " + "; ".join(lines))
     for line in lines:

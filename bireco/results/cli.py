@@ -117,14 +117,13 @@ def report(root: str | Path) -> str:
 
 def report_main(argv: list[str] | None = None) -> None:
     """`bireco-report RUNS_DIR [--out FILE]`."""
-    args = list(argv if argv is not None else sys.argv[1:])
-    out = None
-    if "--out" in args:
-        i = args.index("--out")
-        out, args = args[i + 1], args[:i] + args[i + 2 :]
-    if len(args) != 1 or not Path(args[0]).is_dir():
-        raise SystemExit("usage: bireco-report RUNS_DIR [--out FILE]   (a folder of <pipeline>/seed-<s>/)")
-    text = report(args[0])
-    if out:
-        atomic_write_text(Path(out), text)
+    ap = argparse.ArgumentParser(prog="bireco-report", description="the demo's comparison of pipelines over seeds")
+    ap.add_argument("runs", help="a folder of runs (<pipeline>/seed-<s>/, searched for results.json)")
+    ap.add_argument("--out", default=None, help="also write the report to this file")
+    args = ap.parse_args(argv)
+    if not Path(args.runs).is_dir():
+        raise SystemExit(f"bireco-report: {args.runs}: no such folder")
+    text = report(args.runs)
+    if args.out:
+        atomic_write_text(Path(args.out), text)
     sys.stdout.write(text)

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bireco.bench.encode import padding_ratios, read_corpus
+from benchmarks.encode import padding_ratios, read_corpus
 from bireco.models.encoder import TextEncoder, encode_batches
 from bireco.models.flops import Pass, forward_flops
 from bireco.models.templates import Template

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bireco.bench import fixtures as fx
+from benchmarks import fixtures as fx
 
 
 def test_bench_composes_the_training_config() -> None:

@@ -1,4 +1,4 @@
-"""`python -m bireco.bench --quick` end to end on small local data: every promised key, files written."""
+"""`python -m benchmarks --quick` end to end on small local data: every promised key, files written."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bireco.bench.__main__ import main
+from benchmarks.__main__ import main
 from tests.bench.helpers import sentences
 
 KEYS = [
@@ -66,7 +66,7 @@ def test_quick_bench_writes_every_key(tmp_path: Path) -> None:
 
 
 def test_missing_shared_data_is_null_with_a_reason(tmp_path: Path) -> None:
-    from bireco.bench import encode, padding, stage1, token_budget
+    from benchmarks import encode, padding, stage1, token_budget
 
     assert padding.measure(None, quick=True) == {
         "value": None,
@@ -79,7 +79,7 @@ def test_missing_shared_data_is_null_with_a_reason(tmp_path: Path) -> None:
 
 
 def test_a_token_budget_is_compared_with_the_fastest_fixed_size_that_fits_its_memory() -> None:
-    from bireco.bench.token_budget import best_at_memory
+    from benchmarks.token_budget import best_at_memory
 
     fixed = {
         "8": {"peak_memory_bytes": 100, "tokens_per_s": 10.0},

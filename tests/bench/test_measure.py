@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bireco.bench.measure import interleaved, isolated, machine_info, summarize
+from benchmarks.measure import interleaved, isolated, machine_info, summarize
 
 MiB = 2**20
 

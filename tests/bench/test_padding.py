@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from datasets import Dataset
 
-from bireco.bench.padding import efficiency
+from benchmarks.padding import efficiency
 from bireco.data.collate import PairCollator
 from bireco.data.datamodule import padded_lengths
 from bireco.models.templates import Template

@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from bireco.bench.fixtures import reference_module
+from benchmarks.fixtures import reference_module
 from bireco.data.collate import PairCollator
 from bireco.lit.base import OptimConfig
 from bireco.lit.stages import ReconstructionModule

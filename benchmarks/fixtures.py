@@ -23,7 +23,7 @@ from transformers import PreTrainedTokenizerFast
 from bireco.models.templates import Segment
 from bireco.models.tiny import TinyLlamaSpec, build_tiny_model, train_tokenizer
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 LLAMA3_VOCAB = 128_256  # Llama-3's vocabulary: where the LM head dominates memory
 
 _WORDS = "the a of cell gene protein study patients risk increase found data model effect level role".split()  # noqa: SIM905

@@ -35,7 +35,7 @@ def measure(shared: Path | None, quick: bool) -> dict[str, Any]:
     from datasets import Dataset
     from omegaconf import OmegaConf
 
-    from bireco.bench import fixtures as fx
+    from benchmarks import fixtures as fx
     from bireco.data.collate import PairCollator
     from bireco.data.datamodule import padded_lengths, resolve_instructions
     from bireco.data.sampler import HomogeneousBatchSampler

@@ -17,9 +17,9 @@ from datasets import Dataset
 from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM
 
-from bireco.bench import fixtures as fx
-from bireco.bench.measure import interleaved, summarize, timed
-from bireco.bench.padding import efficiency
+from benchmarks import fixtures as fx
+from benchmarks.measure import interleaved, summarize, timed
+from benchmarks.padding import efficiency
 from bireco.data.datamodule import padded_lengths
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ def real_data_throughput(
 
 def measure(quick: bool, shared: Path | None, precision: str) -> dict[str, Any]:
     """Everything Stage I: uniform-batch throughput (tiny and 128k vocab), peak memory at 128k, real data."""
-    from bireco.bench.measure import isolated
+    from benchmarks.measure import isolated
 
     warm, reps = (1, 3) if quick else (2, 7)
     bs, q_len, d_len = (4, 32, 64) if quick else (16, 32, 128)
@@ -200,7 +200,7 @@ def measure(quick: bool, shared: Path | None, precision: str) -> dict[str, Any]:
     res["uniform_128k"] = uniform_throughput(bs, q_len, d_len, 1, max(3, reps // 2), precision, fx.LLAMA3_VOCAB)
     mem = {
         impl: isolated(
-            "bireco.bench.stage1:memory_child",
+            "benchmarks.stage1:memory_child",
             impl=impl,
             batch=bs,
             q_len=q_len,

@@ -10,8 +10,8 @@ import logging
 import statistics
 from typing import Any
 
-from bireco.bench import fixtures as fx
-from bireco.bench.measure import isolated, timed
+from benchmarks import fixtures as fx
+from benchmarks.measure import isolated, timed
 
 log = logging.getLogger(__name__)
 
@@ -20,14 +20,14 @@ def child(stage: str, batch: int, length: int, precision: str, steps: int) -> di
     """Steps of one stage at (batch, length) in this (fresh) process: median step time after one warm-up."""
     dev = fx.device()
     if stage == "reconstruction":
-        from bireco.bench.stage1 import Stage1Pair, uniform_batch
+        from benchmarks.stage1 import Stage1Pair, uniform_batch
 
         pair = Stage1Pair(None, precision, with_reference=False)
         b = fx.to_device(uniform_batch(batch, length, length, pair.vocab), dev)
         times = [timed(lambda: pair.bireco_step(b), dev) for _ in range(steps + 1)][1:]
         tokens = 2 * batch * length
     else:
-        from bireco.bench.stage2 import BareLoop, _build, make_batches
+        from benchmarks.stage2 import BareLoop, _build, make_batches
 
         cfg = fx.compose_cfg(["model=tiny"])
         module = _build(cfg, fx.save_tiny_model(cfg, fx.train_small_tokenizer()), dev)
@@ -55,7 +55,7 @@ def measure(quick: bool, precision: str) -> dict[str, Any]:
         for b, t in configs:
             log.info("scaling: %s batch %d length %d", stage, b, t)
             kw = {"stage": stage, "batch": b, "length": t, "precision": precision, "steps": steps}
-            r = isolated("bireco.bench.scaling:child", **kw)
+            r = isolated("benchmarks.scaling:child", **kw)
             rows.append(
                 {
                     "stage": stage,

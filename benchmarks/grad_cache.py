@@ -14,15 +14,15 @@ from typing import Any
 
 import torch
 
-from bireco.bench import fixtures as fx
-from bireco.bench.measure import isolated, summarize
+from benchmarks import fixtures as fx
+from benchmarks.measure import isolated, summarize
 
 log = logging.getLogger(__name__)
 
 
 def _one_config(chunk_size: int | None, batch: int, q_len: int, d_len: int, steps: int, warmup: int) -> dict[str, Any]:
     """Runs in a fresh child: build the stage from config, train `steps` steps, report step times."""
-    from bireco.bench.stage2 import lightning_steps, make_batches
+    from benchmarks.stage2 import lightning_steps, make_batches
     from bireco.lit.factory import build_encoder, build_module
 
     dev = fx.device()
@@ -59,7 +59,7 @@ def measure(quick: bool) -> dict[str, Any]:
     for name, c in (("plain", None), ("grad_cache", chunk)):
         log.info("stage II GradCache bench: %s (batch %d, chunk %s)", name, batch, c)
         out[name] = isolated(
-            "bireco.bench.grad_cache:_one_config",
+            "benchmarks.grad_cache:_one_config",
             chunk_size=c,
             batch=batch,
             q_len=q_len,

@@ -1,4 +1,4 @@
-"""`python -m bireco.bench [--quick]`: run every benchmark, write bench/results.json, bench/RESULTS.md and plots.
+"""`python -m benchmarks [--quick]`: run every benchmark, write bench/results.json, bench/RESULTS.md and plots.
 
 Sections run one after another (never two at once: they would time each other); each writes its keys into
 one results dict, written atomically at the end with the Markdown summary and the plots.
@@ -16,19 +16,19 @@ from typing import Any
 
 import torch
 
-from bireco.bench import encode, padding, scaling, stage1, stage2, token_budget
-from bireco.bench.measure import machine_info
-from bireco.bench.report import render_markdown, save_plots
+from benchmarks import encode, padding, scaling, stage1, stage2, token_budget
+from benchmarks.measure import machine_info
+from benchmarks.report import render_markdown, save_plots
 from bireco.utils.io import atomic_write_json, atomic_write_text
 
-log = logging.getLogger("bireco.bench")
+log = logging.getLogger("benchmarks")
 
 
 def _grad_cache(quick: bool) -> dict[str, Any] | None:
     """Stage II peak memory with/without GradCache (issue #5), when that module exists."""
-    if importlib.util.find_spec("bireco.bench.grad_cache") is None:
+    if importlib.util.find_spec("benchmarks.grad_cache") is None:
         return None
-    from bireco.bench import grad_cache
+    from benchmarks import grad_cache
 
     return grad_cache.measure(quick=quick)
 
@@ -81,7 +81,7 @@ def flat_keys(res: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m bireco.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few reps (about a minute)")
     parser.add_argument("--shared", default="../shared/data", help="folder with train_pairs/ and scifact/")
     parser.add_argument("--out", default="bench", help="output folder")

@@ -26,7 +26,7 @@ from typing import Any
 import psutil
 import torch
 
-_PRELOAD = ["torch", "transformers", "bireco.bench.stage1", "bireco.bench.stage2"]
+_PRELOAD = ["torch", "transformers", "benchmarks.stage1", "benchmarks.stage2"]
 _CTX: Any = None
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from bireco.bench import fixtures as fx
-from bireco.bench.measure import isolated, summarize
+from benchmarks import fixtures as fx
+from benchmarks.measure import isolated, summarize
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def _one_config(
     """Runs in a fresh child: the stage from config, one step per global batch in `rows`, step times."""
     from omegaconf import OmegaConf
 
-    from bireco.bench.stage2 import lightning_steps
+    from benchmarks.stage2 import lightning_steps
     from bireco.config import duplicate_key
     from bireco.data.collate import PairCollator
     from bireco.data.datamodule import resolve_instructions
@@ -127,13 +127,13 @@ def measure(shared: Path | None, quick: bool) -> dict[str, Any]:
     for c in chunk_sizes:
         log.info("stage II chunks: %d rows (batch %d)", c, batch)
         out["fixed_rows"][str(c)] = isolated(
-            "bireco.bench.token_budget:_one_config", model_dir=model_dir, rows=rows, chunk_size=c, max_tokens=None,
+            "benchmarks.token_budget:_one_config", model_dir=model_dir, rows=rows, chunk_size=c, max_tokens=None,
             warmup=warmup,
         )  # fmt: skip
     for t in budgets:
         log.info("stage II chunks: <= %d tokens (batch %d)", t, batch)
         out["token_budget"][str(t)] = isolated(
-            "bireco.bench.token_budget:_one_config", model_dir=model_dir, rows=rows, chunk_size=None, max_tokens=t,
+            "benchmarks.token_budget:_one_config", model_dir=model_dir, rows=rows, chunk_size=None, max_tokens=t,
             warmup=warmup,
         )  # fmt: skip
     compared = {}

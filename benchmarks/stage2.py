@@ -20,8 +20,8 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
-from bireco.bench import fixtures as fx
-from bireco.bench.measure import summarize, sync
+from benchmarks import fixtures as fx
+from benchmarks.measure import summarize, sync
 from bireco.losses.contrastive import in_batch_info_nce
 from bireco.losses.false_negatives import token_ids_key
 

@@ -14,8 +14,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from bireco.bench import fixtures as fx
-from bireco.bench.measure import interleaved, summarize
+from benchmarks import fixtures as fx
+from benchmarks.measure import interleaved, summarize
 from bireco.models.flops import Pass, forward_flops
 from bireco.utils.batching import encode_batches, token_budget_batches
 
