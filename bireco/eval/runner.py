@@ -310,6 +310,10 @@ def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     # before any task runs: under eval.strict_prompts a mismatch costs nothing
     prompt_check = check_prompts(training_prompts, prompts, strict=bool(cfg.eval.get("strict_prompts", False)))
     keys = {name: inputs_key(wrapper, sides) for name, sides in prompts.items()}
+    audit = Run(cfg.run_dir).audit() if cfg.run_dir else None
+    declared = ((audit or {}).get("training_datasets") or {}).get("declared")
+    if declared is not None:  # mteb's own declaration: which of its tasks the training data covers
+        wrapper.mteb_model_meta = wrapper.mteb_model_meta.model_copy(update={"training_datasets": set(declared)})
     results = evaluate_tasks(wrapper, tasks, out / "mteb", cfg.batch_size, keys)
     dims = [int(d) for d in (cfg.eval.get("dims") or [])]
     by_dims = {
@@ -334,6 +338,7 @@ def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         "instruction_separator": cfg.eval.instruction_separator,
         "prompts": prompts,
         "training_prompts": training_prompts,
+        "training_datasets": declared,  # from the run's audit.json; None = no audit (unknown, not empty)
         "eval": cfg.eval.name,
         "data_revisions": {t.metadata.name: t.metadata.dataset.get("revision") for t in tasks},
         "mteb_version": mteb.__version__,
@@ -342,7 +347,6 @@ def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     metrics = {t.metadata.name: t.metadata.main_score for t in tasks}
     summary = summarize(results, categories, settings, metrics)
     summary["prompt_check"] = prompt_check
-    audit = Run(cfg.run_dir).audit() if cfg.run_dir else None
     summary["contamination_audit"] = audit is not None  # bireco-audit run_dir=RUN writes RUN/audit.json
     for name, counts in contamination_by_task(audit or {}).items():
         if name in summary["tasks"]:

@@ -230,6 +230,7 @@ def test_bireco_eval_on_a_trained_run(tmp_path: Path, bireco_cache: str) -> None
     assert summary["contamination_audit"] is True
     assert summary["tasks"]["retrieval"]["contamination"] == contamination_by_task(audit)["retrieval"]
     assert summary["tasks"]["retrieval"]["contamination"]["n_queries"] > 0
+    assert summary["settings"]["training_datasets"] == audit["training_datasets"]["declared"]
     assert 0.0 <= summary["average"] <= 100.0
     settings = summary["settings"]
     for key in (
