@@ -135,7 +135,8 @@ def _evaluate(cfg: DictConfig) -> float | None:
     except Exception as e:
         exit_on_user_error(e, "bireco-eval")
         raise
-    log.info("average over %d tasks: %s", len(summary["tasks"]), summary["average"])
+    average = summary["average"]
+    log.info("average over %d tasks: %s", len(summary["tasks"]), "—" if average is None else f"{average:.2f}")
     for category, score in summary["categories"].items():
         log.info("  %-20s %.2f", category, score)
     return summary["average"]
