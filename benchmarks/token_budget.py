@@ -124,18 +124,13 @@ def measure(shared: Path | None, quick: bool) -> dict[str, Any]:
     chunk_sizes = (8, 16, 32) if quick else (8, 16, 32, 64)
     budgets = (1024, 2048) if quick else (1024, 2048, 4096, 8192)
     out: dict[str, Any] = {"batch": batch, "steps_timed": n - warmup, "fixed_rows": {}, "token_budget": {}}
-    for c in chunk_sizes:
-        log.info("stage II chunks: %d rows (batch %d)", c, batch)
-        out["fixed_rows"][str(c)] = isolated(
-            "benchmarks.token_budget:_one_config", model_dir=model_dir, rows=rows, chunk_size=c, max_tokens=None,
-            warmup=warmup,
-        )  # fmt: skip
-    for t in budgets:
-        log.info("stage II chunks: <= %d tokens (batch %d)", t, batch)
-        out["token_budget"][str(t)] = isolated(
-            "benchmarks.token_budget:_one_config", model_dir=model_dir, rows=rows, chunk_size=None, max_tokens=t,
-            warmup=warmup,
-        )  # fmt: skip
+    configs = [("fixed_rows", c, {"chunk_size": c, "max_tokens": None}) for c in chunk_sizes]
+    configs += [("token_budget", t, {"chunk_size": None, "max_tokens": t}) for t in budgets]
+    for kind, size, chunking in configs:
+        log.info("stage II chunks: %s %d (batch %d)", kind, size, batch)
+        out[kind][str(size)] = isolated(
+            "benchmarks.token_budget:_one_config", model_dir=model_dir, rows=rows, warmup=warmup, **chunking
+        )
     compared = {}
     for t, r in out["token_budget"].items():
         best = best_at_memory(out["fixed_rows"], r["peak_memory_bytes"])

@@ -27,6 +27,17 @@ TINY_SPEC = TinyLlamaSpec(
 )
 
 
+# a random tiny decoder of any family (LlamaConfig / Qwen2Config / MistralConfig(**ARCH_SHAPE)): architecture tests
+ARCH_SHAPE = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+)
+
+
 def sentences(n: int = 200, seed: int = 0) -> list[str]:
     """Short deterministic sentences over a small vocabulary."""
     rng = random.Random(seed)

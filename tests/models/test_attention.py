@@ -35,15 +35,9 @@ from bireco.models.backbone import BackboneSpec, load_backbone, save_artifact
 from bireco.models.encoder import TextEncoder, decoder_of
 from bireco.models.templates import Template
 from tests.helpers import compose_cfg
+from tests.models.conftest import ARCH_SHAPE
 
-SHAPE = dict(
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=64,
-)
+SHAPE = ARCH_SHAPE
 ARCHS = {
     "llama": (LlamaConfig, {}),
     "qwen2": (Qwen2Config, {}),

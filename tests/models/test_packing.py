@@ -10,16 +10,9 @@ from bireco.models.encoder import TextEncoder
 from bireco.models.packing import PackingError, pack, unpack
 from bireco.models.templates import Encoded, Template
 from bireco.utils.batching import packed_batches
-from tests.models.conftest import sentences
+from tests.models.conftest import ARCH_SHAPE, sentences
 
-SHAPE = dict(
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=128,
-)
+SHAPE = ARCH_SHAPE
 ARCHS = {"llama": LlamaConfig, "qwen2": Qwen2Config, "mistral": MistralConfig}
 TEXTS = [*sentences(9, seed=3), "why"]  # 3 to 12 words and a single one: every batch mixes lengths
 
