@@ -142,9 +142,10 @@ class MtebEncoder(AbsEncoder):
 
     def encode_texts(self, texts: list[str], instruction: str | None, desc: str = "encoding") -> np.ndarray:
         """Embeddings (fp32, L2-normalized) of texts with one instruction, through the cache."""
-        # the prompt's hash covers template, instruction, separator and tokenizer: what decides the inputs
+        # what decides the embeddings besides the weights: the prompt (template, instruction, separator, tokenizer),
+        # the length cap, pooling and attention — the same as the runner's per-task `inputs_key`
         enc = self.encoder
-        key = _digest(self.prompt(instruction)["sha256"], str(enc.max_length), enc.pooling_name, *texts)
+        key = _digest(self.prompt(instruction)["sha256"], str(enc.max_length), enc.pooling_name, enc.attention, *texts)
         hit = self._cached(key)
         if hit is not None:
             return hit

@@ -109,12 +109,6 @@ def resolve_model(cfg: DictConfig) -> EvalModel:
     )
 
 
-def encoder_revision(weights_sha256: str, attention: str) -> str:
-    """mteb's model revision (and the embedding cache's key): the weights' hash, and the attention mode when it
-    is not the paper's, so the same weights embedded bidirectionally never get the causal run's scores."""
-    return weights_sha256 if attention == "causal" else sha256_text(f"{weights_sha256}:attention={attention}")
-
-
 def load_encoder(m: EvalModel, revision: str | None = None) -> TextEncoder:
     return TextEncoder.from_artifact(
         m.path, m.template, m.pooling, m.max_length, m.dtype, revision, attention=m.attention
@@ -296,7 +290,7 @@ def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     wrapper = MtebEncoder(
         encoder,
         name=f"bireco/{Path(em.path).name or 'model'}",
-        revision=encoder_revision(revision, encoder.attention)[:16],
+        revision=revision[:16],
         instructions=instructions,
         instruction_separator=cfg.eval.instruction_separator,
         batch_size=cfg.batch_size,
