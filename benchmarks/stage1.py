@@ -51,9 +51,9 @@ class Stage1Pair:
         # are dropped before anything is measured, so a reference-only process holds one model, as bireco's does
         module = build_module("reconstruction", stage, build_encoder(self.cfg, stage, path))
         self.vocab = module.model.config.vocab_size
-        self.alpha = float(stage.alpha)
-        self.segments = list(module.target_segments)
-        lr = float(stage.optim.lr)
+        self.alpha = float(stage.loss.alpha)
+        self.segments = list(module.objective.target_segments)
+        lr = float(stage.optimizer.lr)
         self.module = module.to(self.device) if with_bireco else None
         if with_bireco:
             self.opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr)

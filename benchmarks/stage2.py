@@ -18,7 +18,6 @@ from typing import Any
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
-from transformers import get_linear_schedule_with_warmup
 
 from benchmarks import fixtures as fx
 from benchmarks.measure import summarize, sync
@@ -89,11 +88,10 @@ class BareLoop:
     """Stage II in plain PyTorch: the encoder, InfoNCE, AdamW and the same linear warmup/decay."""
 
     def __init__(self, module, precision: str, dev: torch.device, total_steps: int) -> None:
-        self.encoder, self.scale, self.precision, self.dev = module.encoder, module.scale, precision, dev
-        o = module.optim
-        params = [p for p in module.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, betas=o.betas, eps=o.eps)
-        self.sched = get_linear_schedule_with_warmup(self.opt, o.warmup_steps, total_steps)
+        self.encoder, self.scale, self.precision, self.dev = module.encoder, module.objective.scale, precision, dev
+        # the stage's own AdamW and linear warmup/decay (torch's and transformers' objects, no Lightning)
+        self.opt = module.make_optimizer([p for p in module.parameters() if p.requires_grad])
+        self.sched = module.make_scheduler(self.opt, total_steps)
         module.train()
 
     def steps(self, batches: list[dict[str, Any]]) -> list[float]:

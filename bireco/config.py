@@ -18,16 +18,20 @@ How the config says things, so "contradictory" has one meaning:
 from __future__ import annotations
 
 import logging
-from typing import Any
+import re
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bireco.errors import UserError
 from bireco.models.attention import ATTENTION_MODES
 from bireco.models.pooling import POOLINGS
-from bireco.models.templates import Segment
 
-KNOWN_STAGES = ("reconstruction", "contrastive")  # in the order the method runs them
+if TYPE_CHECKING:
+    from bireco.losses.objective import Objective
+
+METHOD_ORDER = ("reconstruction", "contrastive")  # the method's stages, in the order they run
+WARMUP = "warmup"  # the tiny preset's warm-up: runs before the pipeline, never in it
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
 DTYPES = ("float32", "bfloat16", "float16")
 DATA_KINDS = ("synthetic", "local")
@@ -78,40 +82,60 @@ def stage_max_steps(cfg: DictConfig, name: str) -> int:
     return sum(int(cfg.stages[s].max_steps) for s in of)
 
 
-def duplicate_key(stage: DictConfig) -> str | None:
-    """`stages.contrastive.mask_duplicates` -> the collator's row key (`token_ids`, `text`) or None (off)."""
-    from bireco.losses.false_negatives import DUPLICATE_KEYS
+def build_objective(name: str, stage: DictConfig) -> Objective:
+    """`stages.<name>.loss` instantiated — its constructor is each of its settings' one check — and wrapped in
+    GradCache when `stages.<name>.grad_cache` sets a chunk size or token budget. Cheap: no model is loaded."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
 
-    value = stage.get("mask_duplicates", False)
-    if value is True:
-        return "token_ids"
-    if value in (False, None):
-        return None
-    if value not in DUPLICATE_KEYS:
+    from bireco.losses.grad_cache import EmbeddingLoss, GradCache
+
+    spec = stage.get("loss")
+    if not isinstance(spec, DictConfig) or "_target_" not in spec:
+        raise ConfigError(f"stages.{name}.loss must name a loss class (_target_: ...), got {spec!r}")
+    try:
+        loss = instantiate(spec)
+    except InstantiationException as e:
+        raise ConfigError(_field_message(f"stages.{name}.loss", spec, e.__cause__ or e)) from e
+    gc = stage.get("grad_cache") or {}
+    chunk, budget = gc.get("chunk_size"), gc.get("max_tokens")
+    if chunk is None and budget is None:
+        return loss
+    if not isinstance(loss, EmbeddingLoss):
         raise ConfigError(
-            f"stages.contrastive.mask_duplicates={value!r}: choose one of {list(DUPLICATE_KEYS)} or false"
+            f"stages.{name}.grad_cache: {type(loss).__name__} is not a loss of embeddings, so GradCache cannot "
+            "split it; set grad_cache.chunk_size and max_tokens to null"
         )
-    return value
+    try:
+        return GradCache(loss, chunk_size=chunk, max_tokens=budget)
+    except ValueError as e:
+        raise ConfigError(f"stages.{name}.{e}") from e
 
 
-def matryoshka_pairs(stage: DictConfig) -> list[tuple[int, float]] | None:
-    """`stages.contrastive.matryoshka_dims` / `_weights` -> (dims, weight) pairs for the loss, or None."""
-    dims, weights = stage.get("matryoshka_dims"), stage.get("matryoshka_weights")
-    if dims is None:
-        if weights is not None:
-            raise ConfigError("stages.contrastive.matryoshka_weights is set but matryoshka_dims is null")
-        return None
-    dims = list(dims)
-    if not dims or not all(_positive_int(d) for d in dims) or dims != sorted(set(dims)):
-        raise ConfigError(
-            f"stages.contrastive.matryoshka_dims={dims}: a non-empty, strictly ascending list of positive integers"
-        )
-    weights = [1.0] * len(dims) if weights is None else list(weights)
-    if len(weights) != len(dims) or not all(isinstance(w, (int, float)) and w > 0 for w in weights):
-        raise ConfigError(
-            f"stages.contrastive.matryoshka_weights={weights}: one positive number per dimension of {dims}"
-        )
-    return [(int(d), float(w)) for d, w in zip(dims, weights, strict=True)]
+def _field_message(where: str, spec: DictConfig, cause: BaseException) -> str:
+    """`where.field problem` when the constructor's message starts with one of its settings, else `where: ...`."""
+    message = str(cause)
+    field = re.match(r"\w+", message)
+    return f"{where}.{message}" if field and field.group() in spec else f"{where}: {message}"
+
+
+def _check_optimizer(name: str, stage: DictConfig) -> None:
+    """Build the stage's optimizer and schedule on a dummy parameter: the optimizer's own checks (lr, betas,
+    unknown keys) run before any model is loaded."""
+    import torch
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    if not isinstance(stage.get("optimizer"), DictConfig):
+        raise ConfigError(f"stages.{name}.optimizer must name an optimizer (_target_: ..., _partial_: true)")
+    try:
+        opt = instantiate(stage.optimizer)([torch.nn.Parameter(torch.zeros(1))])
+        if stage.get("scheduler") is not None:
+            instantiate(stage.scheduler)(opt, int(stage.max_steps))
+    except InstantiationException as e:
+        raise ConfigError(f"stages.{name}.optimizer / scheduler: {e.__cause__ or e}") from e
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"stages.{name}.optimizer / scheduler: {e}") from e
 
 
 def candidate_pool(stage: DictConfig, world_size: int) -> tuple[int, int]:
@@ -122,7 +146,7 @@ def candidate_pool(stage: DictConfig, world_size: int) -> tuple[int, int]:
     gathered from. Gradient accumulation does not grow it: each micro-batch is its own softmax.
     """
     rows = int(stage.batch_size)
-    pool = rows * (world_size if stage.get("gather_across_ranks", True) else 1)
+    pool = rows * (world_size if stage.loss.get("gather_across_ranks", True) else 1)
     return pool, rows * world_size * int(stage.accumulate_grad_batches)
 
 
@@ -142,7 +166,7 @@ def check_candidate_pool(stage: DictConfig, world_size: int | None) -> None:
     mode = stage.get("pool", "global_batch")
     if mode not in POOLS:
         raise ConfigError(f"stages.contrastive.pool={mode!r}: choose one of {list(POOLS)}")
-    k, gather = int(stage.accumulate_grad_batches), stage.get("gather_across_ranks", True)
+    k, gather = int(stage.accumulate_grad_batches), stage.loss.get("gather_across_ranks", True)
     if k == 1 and (gather or world_size == 1):
         return
     if world_size is None:
@@ -170,27 +194,28 @@ def _positive_int(value: Any) -> bool:
 
 
 def _check_pipeline(cfg: DictConfig) -> list[str]:
+    """Stages are the configs under `stages.` (a new one: `+stage@stages.<name>=<file>`); the method's own run
+    in its order; each runs once."""
     stages = cfg.pipeline.stages
+    available = [k for k in cfg.stages if k != WARMUP]
     if not isinstance(stages, ListConfig) or not stages:
-        raise ConfigError(
-            f"pipeline.stages must be a non-empty list of stages from {list(KNOWN_STAGES)}, got {stages}"
-        )
+        raise ConfigError(f"pipeline.stages must be a non-empty list of stages from {available}, got {stages}")
     stages = list(stages)
-    unknown = [s for s in stages if s not in KNOWN_STAGES]
+    unknown = [s for s in stages if s not in available]
     if unknown:
-        raise ConfigError(f"pipeline.stages: unknown stage(s) {unknown}; choose from {list(KNOWN_STAGES)}")
+        raise ConfigError(
+            f"pipeline.stages: unknown stage(s) {unknown}; choose from {available} (or add one: "
+            "+stage@stages.<name>=<config>)"
+        )
     repeated = sorted({s for s in stages if stages.count(s) > 1})
     if repeated:
         raise ConfigError(f"pipeline.stages={stages}: stage(s) {repeated} listed twice; each stage runs once")
-    order = [KNOWN_STAGES.index(s) for s in stages]
-    if order != sorted(order):
+    method = [s for s in stages if s in METHOD_ORDER]
+    if method != sorted(method, key=METHOD_ORDER.index):
         raise ConfigError(
-            f"pipeline.stages={stages}: stages run in the method's order {list(KNOWN_STAGES)} "
+            f"pipeline.stages={stages}: stages run in the method's order {list(METHOD_ORDER)} "
             "(Stage II starts from Stage I's weights)"
         )
-    for name in stages:
-        if name not in cfg.stages:
-            raise ConfigError(f"pipeline stage '{name}' has no config under stages.{name}")
     for i, name in enumerate(stages):
         expected = stages[i - 1] if i else BASE
         declared = cfg.stages[name].get("init_from")
@@ -238,15 +263,8 @@ def _check_stage(name: str, st: DictConfig) -> None:
         if not _positive_int(st.get(key)):
             raise ConfigError(f"stages.{name}.{key} must be a positive integer, got {st.get(key)!r}")
     _check_peft(name, st.peft)
-    if "target_segments" in st:
-        valid = [s.name.lower() for s in Segment]
-        segs = list(st.target_segments or [])
-        bad = [s for s in segs if s not in valid]
-        if not segs or bad:
-            raise ConfigError(
-                f"stages.{name}.target_segments={segs}: choose a non-empty subset of {valid}"
-                + (f" (unknown: {bad})" if bad else "")
-            )
+    build_objective(name, st)
+    _check_optimizer(name, st)
 
 
 def _check_model(cfg: DictConfig) -> None:
@@ -280,10 +298,6 @@ def _check_model(cfg: DictConfig) -> None:
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError on the first unknown or contradictory setting; reads the config only (nothing loaded)."""
     stages = _check_pipeline(cfg)
-    if "reconstruction" in cfg.stages:
-        alpha = cfg.stages.reconstruction.get("alpha")
-        if not _is_number(alpha) or not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"stages.reconstruction.alpha must be a number in [0, 1], got {alpha!r}")
     _check_model(cfg)
     if cfg.pooling.name not in POOLINGS:
         raise ConfigError(f"pooling.name='{cfg.pooling.name}': choose one of {sorted(POOLINGS)}")
@@ -294,7 +308,7 @@ def validate_config(cfg: DictConfig) -> None:
             f"data.on_bad_row='{cfg.data.on_bad_row}': choose 'error' (stop at the first bad row, the default) or "
             "'skip' (skip bad rows and report how many per file)"
         )
-    for name in (["warmup"] if cfg.model.tiny is not None else []) + stages:
+    for name in ([WARMUP] if cfg.model.tiny is not None else []) + stages:
         _check_stage(name, cfg.stages[name])
         stage_max_steps(cfg, name)
         precision = str(cfg.trainer.get("precision"))
@@ -314,36 +328,25 @@ def validate_config(cfg: DictConfig) -> None:
 
 
 def _check_scale_out(cfg: DictConfig, stages: list[str]) -> None:
-    """Strategies, the candidate pool, GradCache chunk and where GradCache works."""
+    """Strategies, the candidate pool, and where GradCache works."""
     from bireco.distributed import strategy_name
 
-    for stage in stages:
-        _check_strategy(stage_strategy(cfg, stage))
-    if "contrastive" not in stages:
-        return
-    st = cfg.stages.contrastive
-    duplicate_key(st)
-    matryoshka_pairs(st)
     devices, nodes = cfg.trainer.get("devices"), cfg.trainer.get("num_nodes", 1)
     known = isinstance(devices, int) and devices > 0 and isinstance(nodes, int)  # else known only at fit start
-    check_candidate_pool(st, devices * nodes if known else None)
-    gc = st.get("grad_cache", {})
-    chunk, budget = gc.get("chunk_size"), gc.get("max_tokens")
-    for key, value, unit in (("chunk_size", chunk, "integer"), ("max_tokens", budget, "number of tokens")):
-        if value is not None and not _positive_int(value):
-            raise ConfigError(f"stages.contrastive.grad_cache.{key} must be a positive {unit} or null, got {value!r}")
-    if chunk is not None and budget is not None:
-        raise ConfigError(
-            f"stages.contrastive.grad_cache: chunk_size={chunk} and max_tokens={budget} both set; a chunk is either "
-            "N rows or N tokens — set the other to null"
-        )
-    name = strategy_name(stage_strategy(cfg, "contrastive"))
-    if (chunk or budget) is not None and (name.startswith("fsdp") or name.startswith("deepspeed")):
-        what = f"chunk_size={chunk}" if chunk is not None else f"max_tokens={budget}"
-        raise ConfigError(
-            f"stages.contrastive.grad_cache.{what} with trainer.strategy={name}: GradCache needs whole "
-            "(unsharded) parameters; use it with trainer=ddp (or one device), or shard with gradient checkpointing"
-        )
+    for stage in stages:
+        st = cfg.stages[stage]
+        _check_strategy(stage_strategy(cfg, stage))
+        if "pool" in st:
+            check_candidate_pool(st, devices * nodes if known else None)
+        gc = st.get("grad_cache") or {}
+        chunk, budget = gc.get("chunk_size"), gc.get("max_tokens")
+        name = strategy_name(stage_strategy(cfg, stage))
+        if (chunk or budget) is not None and (name.startswith("fsdp") or name.startswith("deepspeed")):
+            what = f"chunk_size={chunk}" if chunk is not None else f"max_tokens={budget}"
+            raise ConfigError(
+                f"stages.{stage}.grad_cache.{what} with trainer.strategy={name}: GradCache needs whole "
+                "(unsharded) parameters; use it with trainer=ddp (or one device), or shard with gradient checkpointing"
+            )
 
 
 def _check_strategy(strategy: Any) -> None:

@@ -35,17 +35,14 @@ def describe(job: DictConfig) -> dict[str, Any]:
         st = job.stages[name]
         entry = {
             "steps": st.max_steps,
-            "lr": st.optim.lr,
-            "warmup": st.optim.warmup_steps,
+            "lr": st.optimizer.lr,
+            "warmup": st.scheduler.warmup_steps if st.get("scheduler") else None,
             "batch": f"{st.batch_size}x{st.accumulate_grad_batches} accum per device",
             "peft": f"LoRA r={st.peft.r} alpha={st.peft.alpha} dropout={st.peft.dropout}"
             if st.peft.enabled
             else "full",
         }
-        if name == "reconstruction":
-            entry["alpha"] = st.alpha
-        if name == "contrastive":
-            entry["scale"] = st.scale
+        entry.update({k: st.loss[k] for k in ("alpha", "scale", "anchor") if k in st.loss})
         out[name] = entry
     out["data"] = f"{job.data.name} ({job.data.get('path', 'generated')})"
     out["eval"] = job.eval.name

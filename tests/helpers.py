@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file
 
 from bireco.conf import CONF_DIR
@@ -25,12 +26,12 @@ FAST = [
     "stages.reconstruction.batch_size=4",
     "stages.reconstruction.accumulate_grad_batches=1",
     "stages.reconstruction.val_check_interval=3",
-    "stages.reconstruction.optim.warmup_steps=1",
+    "stages.reconstruction.scheduler.warmup_steps=1",
     "stages.contrastive.max_steps=3",
     "stages.contrastive.batch_size=4",
     "stages.contrastive.accumulate_grad_batches=1",
     "stages.contrastive.val_check_interval=3",
-    "stages.contrastive.optim.warmup_steps=1",
+    "stages.contrastive.scheduler.warmup_steps=1",
     "probe.max_queries=16",
     "probe.every_n_steps=2",
     "probe.reconstruction.n_rows=4",
@@ -42,6 +43,17 @@ FAST = [
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
 ]
+
+
+def stage_module(encoder: Any, stage: str, **settings: Any) -> Any:
+    """The stage's module as `bireco-train` builds it from the composed config, around `encoder`; `settings` set
+    keys of the stage's config (dotted, relative to `stages.<stage>`: `**{"loss.alpha": 0.5}`)."""
+    from bireco.lit.factory import build_module
+
+    cfg = compose_cfg([])
+    for key, value in settings.items():
+        OmegaConf.update(cfg, f"stages.{stage}.{key}", value, merge=False)
+    return build_module(stage, cfg.stages[stage], encoder)
 
 
 def compose_cfg(overrides: list[str], fast: bool = True, return_hydra_config: bool = False) -> DictConfig:

@@ -8,7 +8,7 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
-from bireco.config import ConfigError, validate_config
+from bireco.config import ConfigError, build_objective, validate_config
 from bireco.distributed import deepspeed_available
 from tests.helpers import CONF_DIR, compose_cfg
 
@@ -96,8 +96,11 @@ def test_the_anchor_control_differs_from_bireco_only_in_the_anchor() -> None:
     control = _flat(compose_cfg(["pipeline=anchor_control"], fast=False))
     bireco = _flat(compose_cfg(["pipeline=bireco"], fast=False))
     differing = {k for k in control.keys() | bireco.keys() if control.get(k) != bireco.get(k)}
-    assert differing == {"pipeline.name", "stages.reconstruction.anchor"}
-    assert (control["stages.reconstruction.anchor"], bireco["stages.reconstruction.anchor"]) == ("shuffled", "own")
+    assert differing == {"pipeline.name", "stages.reconstruction.loss.anchor"}
+    assert (control["stages.reconstruction.loss.anchor"], bireco["stages.reconstruction.loss.anchor"]) == (
+        "shuffled",
+        "own",
+    )
 
 
 @pytest.mark.parametrize(("pipeline", "alpha"), [("only_q2d", 1.0), ("only_d2q", 0.0), ("bireco", 0.2)])
@@ -105,8 +108,8 @@ def test_direction_ablations_change_only_alpha(pipeline: str, alpha: float) -> N
     ablation = _flat(compose_cfg([f"pipeline={pipeline}"], fast=False))
     bireco = _flat(compose_cfg(["pipeline=bireco"], fast=False))
     differing = {k for k in bireco if bireco[k] != ablation[k]}
-    assert ablation["stages.reconstruction.alpha"] == alpha
-    assert differing <= {"pipeline.name", "stages.reconstruction.alpha"}
+    assert ablation["stages.reconstruction.loss.alpha"] == alpha
+    assert differing <= {"pipeline.name", "stages.reconstruction.loss.alpha"}
 
 
 @pytest.mark.parametrize(
@@ -126,8 +129,8 @@ def test_paper_presets_carry_the_paper_settings(model: str, template: str, s1, s
     assert (rec.batch_size, rec.accumulate_grad_batches) == s1
     assert (con.batch_size, con.accumulate_grad_batches, con.grad_cache.chunk_size) == s2
     assert con.pool == "global_batch" and cfg.model.master_dtype == "float32"
-    assert (rec.max_steps, rec.optim.lr, rec.optim.warmup_steps, rec.alpha) == (2000, 4e-5, 300, 0.2)
-    assert (con.max_steps, con.optim.lr, con.optim.warmup_steps, con.scale) == (1000, 2e-4, 300, 50.0)
+    assert (rec.max_steps, rec.optimizer.lr, rec.scheduler.warmup_steps, rec.loss.alpha) == (2000, 4e-5, 300, 0.2)
+    assert (con.max_steps, con.optimizer.lr, con.scheduler.warmup_steps, con.loss.scale) == (1000, 2e-4, 300, 50.0)
     assert not rec.peft.enabled
     assert (con.peft.r, con.peft.alpha, con.peft.dropout) == (16, 32, 0.05)
     assert set(con.peft.target_modules) == {
@@ -191,7 +194,8 @@ STAGES = "['reconstruction', 'contrastive']"
 BAD_CONFIGS = {
     "unknown_stage": (
         ["pipeline.stages=[reconstruction,retrieval]"],
-        f"pipeline.stages: unknown stage(s) ['retrieval']; choose from {STAGES}",
+        f"pipeline.stages: unknown stage(s) ['retrieval']; choose from {STAGES} (or add one: "
+        "+stage@stages.<name>=<config>)",
     ),
     "no_stage": (["pipeline.stages=[]"], f"pipeline.stages must be a non-empty list of stages from {STAGES}, got []"),
     "stage_twice": (
@@ -218,16 +222,16 @@ BAD_CONFIGS = {
         "or drop stages.reconstruction.init_from",
     ),
     "alpha_above_one": (
-        ["stages.reconstruction.alpha=1.5"],
-        "stages.reconstruction.alpha must be a number in [0, 1], got 1.5",
+        ["stages.reconstruction.loss.alpha=1.5"],
+        "stages.reconstruction.loss.alpha must be a number in [0, 1], got 1.5",
     ),
     "alpha_below_zero": (
-        ["pipeline=only_d2q", "stages.reconstruction.alpha=-0.1"],
-        "stages.reconstruction.alpha must be a number in [0, 1], got -0.1",
+        ["pipeline=only_d2q", "stages.reconstruction.loss.alpha=-0.1"],
+        "stages.reconstruction.loss.alpha must be a number in [0, 1], got -0.1",
     ),
     "alpha_not_a_number": (
-        ["stages.reconstruction.alpha=high"],
-        "stages.reconstruction.alpha must be a number in [0, 1], got 'high'",
+        ["stages.reconstruction.loss.alpha=high"],
+        "stages.reconstruction.loss.alpha must be a number in [0, 1], got 'high'",
     ),
     "lora_rank_on_full_finetuning": (
         ["+stages.reconstruction.peft.r=8"],
@@ -283,8 +287,8 @@ BAD_CONFIGS = {
         "and report how many per file)",
     ),
     "unknown_target_segment": (
-        ["stages.reconstruction.target_segments=[text,body]"],
-        "stages.reconstruction.target_segments=['text', 'body']: choose a non-empty subset of "
+        ["stages.reconstruction.loss.target_segments=[text,body]"],
+        "stages.reconstruction.loss.target_segments=['text', 'body']: choose a non-empty subset of "
         "['template', 'instruction', 'text', 'eos'] (unknown: ['body'])",
     ),
     "zero_batch": (
@@ -316,7 +320,7 @@ def test_contradictory_or_unknown_settings_are_rejected(case: str) -> None:
         ["pipeline=baseline", "+stages.contrastive.init_from=base"],
         ["peft@stages.reconstruction.peft=lora"],  # LoRA in Stage I: a choice, not a contradiction
         ["peft@stages.contrastive.peft=none"],  # full fine-tuning in Stage II
-        ["stages.reconstruction.alpha=0", "stages.contrastive.batch_size=1"],
+        ["stages.reconstruction.loss.alpha=0", "stages.contrastive.batch_size=1"],
         ["probe.mteb_data_root=/data", "probe.mteb_every_n_steps=5", "data.on_bad_row=skip"],
     ],
 )
@@ -351,10 +355,10 @@ def test_validation_runs_before_any_model_is_loaded(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(bireco.lit.factory, "load_backbone", no_loading)
     monkeypatch.setattr(bireco.pipeline, "prepare_data", no_loading)
     cfg = compose_cfg(
-        ["model=llama3.2-1b", f"model.pretrained={tmp_path / 'no-such-model'}", "stages.reconstruction.alpha=2"]
+        ["model=llama3.2-1b", f"model.pretrained={tmp_path / 'no-such-model'}", "stages.reconstruction.loss.alpha=2"]
     )
     run_dir = tmp_path / "run"
-    with pytest.raises(ConfigError, match=r"^stages.reconstruction.alpha must be a number in \[0, 1\], got 2$"):
+    with pytest.raises(ConfigError, match=r"^stages.reconstruction.loss.alpha must be a number in \[0, 1\], got 2$"):
         bireco.pipeline.run_pipeline(cfg, run_dir)
     assert not run_dir.exists()
 
@@ -405,37 +409,37 @@ def test_7b_8b_stage1_is_sharded_when_distributed_and_stage2_stays_replicated(mo
     ("value", "key"), [("token_ids", "token_ids"), ("text", "text"), ("true", "token_ids"), ("false", None)]
 )
 def test_mask_duplicates_names_the_row_key(value: str, key: str | None) -> None:
-    from bireco.config import duplicate_key
-
-    cfg = compose_cfg([f"stages.contrastive.mask_duplicates={value}"])
+    cfg = compose_cfg([f"stages.contrastive.loss.mask_duplicates={value}"])
     validate_config(cfg)
-    assert duplicate_key(cfg.stages.contrastive) == key
+    assert build_objective("contrastive", cfg.stages.contrastive).duplicate_key == key
 
 
 def test_mask_duplicates_is_on_by_default_and_checked() -> None:
-    from bireco.config import duplicate_key
-
-    assert duplicate_key(compose_cfg([]).stages.contrastive) == "token_ids"
-    with pytest.raises(ConfigError, match=r"^stages.contrastive.mask_duplicates='embeddings': choose one of"):
-        validate_config(compose_cfg(["stages.contrastive.mask_duplicates=embeddings"]))
+    assert build_objective("contrastive", compose_cfg([]).stages.contrastive).duplicate_key == "token_ids"
+    with pytest.raises(ConfigError, match=r"^stages.contrastive.loss.mask_duplicates='embeddings': choose one of"):
+        validate_config(compose_cfg(["stages.contrastive.loss.mask_duplicates=embeddings"]))
 
 
 def test_matryoshka_dims_and_weights_are_checked() -> None:
-    from bireco.config import matryoshka_pairs
-
-    cfg = compose_cfg(["stages.contrastive.matryoshka_dims=[16,64]", "stages.contrastive.matryoshka_weights=[1,0.5]"])
+    cfg = compose_cfg(
+        ["stages.contrastive.loss.matryoshka_dims=[16,64]", "stages.contrastive.loss.matryoshka_weights=[1,0.5]"]
+    )
     validate_config(cfg)
-    assert matryoshka_pairs(cfg.stages.contrastive) == [(16, 1.0), (64, 0.5)]
-    assert matryoshka_pairs(compose_cfg([]).stages.contrastive) is None  # the paper: the full embedding only
+    assert build_objective("contrastive", cfg.stages.contrastive).matryoshka == [(16, 1.0), (64, 0.5)]
+    assert (
+        build_objective("contrastive", compose_cfg([]).stages.contrastive).matryoshka is None
+    )  # the paper: the full embedding only
     bad = {
-        "stages.contrastive.matryoshka_dims=[64,16]": "strictly ascending",
-        "stages.contrastive.matryoshka_dims=[]": "non-empty",
-        "stages.contrastive.matryoshka_weights=[1]": "matryoshka_dims is null",
+        "stages.contrastive.loss.matryoshka_dims=[64,16]": "strictly ascending",
+        "stages.contrastive.loss.matryoshka_dims=[]": "non-empty",
+        "stages.contrastive.loss.matryoshka_weights=[1]": "matryoshka_dims is null",
     }
     for override, message in bad.items():
         with pytest.raises(ConfigError, match=message):
             validate_config(compose_cfg([override]))
     with pytest.raises(ConfigError, match="one positive number per dimension"):
         validate_config(
-            compose_cfg(["stages.contrastive.matryoshka_dims=[16,64]", "stages.contrastive.matryoshka_weights=[1]"])
+            compose_cfg(
+                ["stages.contrastive.loss.matryoshka_dims=[16,64]", "stages.contrastive.loss.matryoshka_weights=[1]"]
+            )
         )

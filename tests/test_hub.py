@@ -68,8 +68,8 @@ def test_bireco_train_on_an_unreachable_hub_prints_one_line(tmp_path: Path, bire
 @pytest.mark.integration
 def test_a_config_error_is_one_line_without_traceback(tmp_path: Path, bireco_cache: str) -> None:
     env = {**os.environ, "BIRECO_CACHE": bireco_cache, "HF_HUB_OFFLINE": "1"}
-    cmd = [str(BIN / "bireco-train"), "stages.reconstruction.alpha=1.5", f"hydra.run.dir={tmp_path / 'run'}"]
+    cmd = [str(BIN / "bireco-train"), "stages.reconstruction.loss.alpha=1.5", f"hydra.run.dir={tmp_path / 'run'}"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 2
-    assert "bireco-train: error: stages.reconstruction.alpha must be a number in [0, 1], got 1.5" in proc.stderr
+    assert "bireco-train: error: stages.reconstruction.loss.alpha must be a number in [0, 1], got 1.5" in proc.stderr
     assert "Traceback" not in proc.stderr

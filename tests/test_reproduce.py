@@ -33,6 +33,7 @@ def test_paper_preset_dry_run_composes_every_job_with_the_papers_settings() -> N
         "batch": "32x2 accum per device",
         "peft": "full",
         "alpha": 0.2,
+        "anchor": "own",
     }
     assert one_b["contrastive"]["peft"] == "LoRA r=16 alpha=32 dropout=0.05"
     assert one_b["contrastive"]["batch"] == "128x1 accum per device"

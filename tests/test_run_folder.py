@@ -40,7 +40,7 @@ def test_a_refused_job_leaves_the_finished_run_as_it_was(tmp_path: Path, bireco_
     with pytest.raises(RunFolderTaken, match="seed"):
         check_run_folder(compose_cfg([*quiet, "seed=43"]), run)
     with pytest.raises(RunFolderTaken, match="another configuration"):
-        check_run_folder(compose_cfg([*quiet, "stages.contrastive.optim.lr=0.5"]), run)
+        check_run_folder(compose_cfg([*quiet, "stages.contrastive.optimizer.lr=0.5"]), run)
     with pytest.raises(RunFolderTaken, match=r"holds a finished run .*'pipeline': 'baseline'"):
         check_run_folder(compose_cfg([*FAST, "pipeline=bireco", "stages.contrastive.probe=false"]), run)
     check_run_folder(compose_cfg(quiet), run)  # the same config: a rerun resumes or skips

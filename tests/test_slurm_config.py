@@ -88,4 +88,4 @@ def test_grad_cache_chunk_composes_and_validates() -> None:
     cfg = compose_cfg(["trainer=ddp", "stages.contrastive.grad_cache.chunk_size=32"], fast=False)
     validate_config(cfg)
     assert cfg.stages.contrastive.grad_cache.chunk_size == 32
-    assert cfg.stages.contrastive.gather_across_ranks is True  # the paper's setting is the default
+    assert cfg.stages.contrastive.loss.gather_across_ranks is True  # the paper's setting is the default

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from bireco.losses.false_negatives import DUPLICATE_KEYS, text_key, token_ids_key
-from bireco.models.templates import BoundTemplate, Segment, pad_encoded
+from bireco.models.templates import BoundTemplate, pad_encoded, segment_counts
 
 
 class PairCollator:
@@ -81,12 +81,6 @@ class PairCollator:
         batch["segment_tokens"] = {r: segment_counts(batch[r]).tolist() for r in roles}
         batch["num_tokens"] = sum(sum(c) for c in batch["segment_tokens"].values())
         return batch
-
-
-def segment_counts(part: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Real tokens per segment of one padded role.  -> (len(Segment),) int64"""
-    segs = part["segments"][part["attention_mask"].bool()]
-    return torch.bincount(segs, minlength=len(Segment))
 
 
 @dataclass

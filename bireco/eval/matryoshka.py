@@ -1,6 +1,6 @@
 """Matryoshka evaluation: every task again at each embedding width (the leading `dims` dimensions, re-normalised).
 
-A model trained with `stages.contrastive.matryoshka_dims` is meant to be used truncated; this measures what each
+A model trained with `stages.contrastive.loss.matryoshka_dims` is meant to be used truncated; this measures what each
 width keeps. With the embedding cache on (`embedding_cache`, the default) the full embeddings are computed once
 per text and every width reads them back; each width is its own mteb model (`<name>-d<dims>`), so result caches
 never mix widths.

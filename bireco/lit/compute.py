@@ -16,7 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from bireco.lit.base import ROLES
+from bireco.losses.objective import ROLES
 from bireco.models.flops import CONVENTION, training_flops
 
 # dense bf16 tensor-core peaks (NVIDIA datasheets; the sparse figures are twice these), FLOP/s

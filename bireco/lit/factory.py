@@ -10,21 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra.utils import get_class
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from bireco.config import check_candidate_pool, duplicate_key, matryoshka_pairs, stage_max_steps, stage_strategy
+from bireco.config import ConfigError, build_objective, check_candidate_pool, stage_max_steps, stage_strategy
 from bireco.data.collate import PairCollator
 from bireco.data.datamodule import PairDataModule
 from bireco.data.prepare import PreparedData
 from bireco.distributed import build_strategy, strategy_name
-from bireco.lit.base import OptimConfig, StageModule
 from bireco.lit.callbacks import MtebProbe, ParamCounts, RetrievalProbe
 from bireco.lit.compute import ComputeReport
 from bireco.lit.fault_tolerance import AtomicCheckpointIO, FaultInjection, FiniteGuard, PreemptionCheckpoint, RngState
+from bireco.lit.module import StageModule
 from bireco.lit.reconstruction_score import ReconstructionScore
-from bireco.lit.stages import ContrastiveModule, ReconstructionModule, WarmupModule
 from bireco.models.backbone import BackboneSpec, load_backbone
 from bireco.models.encoder import TextEncoder
 from bireco.models.templates import Template
@@ -32,8 +31,6 @@ from bireco.reconstruct.generate import DecodeConfig
 from bireco.utils.tracking import wandb_mode
 
 log = logging.getLogger(__name__)
-
-STAGE_MODULES = {"warmup": WarmupModule, "reconstruction": ReconstructionModule, "contrastive": ContrastiveModule}
 
 
 def build_template(cfg: DictConfig) -> Template:
@@ -80,31 +77,15 @@ def build_encoder(cfg: DictConfig, stage: DictConfig, init_from: str) -> TextEnc
 
 
 def build_module(name: str, stage: DictConfig, encoder: TextEncoder) -> StageModule:
-    optim = OptimConfig(**OmegaConf.to_container(stage.optim, resolve=True))
-    if name == "warmup":
-        return WarmupModule(encoder, optim, chunk_size=stage.chunk_size)
-    if name == "reconstruction":
-        return ReconstructionModule(
-            encoder,
-            optim,
-            alpha=stage.alpha,
-            detach_anchor=stage.detach_anchor,
-            anchor=stage.get("anchor", "own"),
-            target_segments=tuple(stage.target_segments),
-            chunk_size=stage.chunk_size,
-        )
-    if name == "contrastive":
-        return ContrastiveModule(
-            encoder,
-            optim,
-            scale=stage.scale,
-            gather_across_ranks=stage.get("gather_across_ranks", True),
-            grad_cache_chunk_size=OmegaConf.select(stage, "grad_cache.chunk_size"),
-            mask_duplicates=duplicate_key(stage) is not None,
-            grad_cache_max_tokens=OmegaConf.select(stage, "grad_cache.max_tokens"),
-            matryoshka=matryoshka_pairs(stage),
-        )
-    raise KeyError(f"unknown stage '{name}'; choose one of {sorted(STAGE_MODULES)}")
+    """The stage's loss (`stages.<name>.loss`, wrapped in GradCache when `grad_cache` sets a size), optimizer and
+    schedule, instantiated from its config, around `encoder`."""
+    objective = build_objective(name, stage)
+    try:
+        objective.check(encoder)
+    except ValueError as e:
+        raise ConfigError(f"stages.{name}.loss: {e}") from e
+    scheduler = instantiate(stage.scheduler) if stage.get("scheduler") is not None else None
+    return StageModule(encoder, objective, instantiate(stage.optimizer), scheduler, name)
 
 
 def build_loggers(cfg: DictConfig, stage_dir: Path, run_name: str, stage: str) -> list[Any]:
@@ -144,7 +125,7 @@ def build_trainer_and_module(
         encoder.pad_id,
         cfg.model.max_length,
         with_negatives=stage.with_negatives,
-        duplicate_key=duplicate_key(stage) if name == "contrastive" else None,
+        duplicate_key=module.objective.duplicate_key,
     )
     datamodule = PairDataModule(
         data.train_path,
@@ -211,7 +192,7 @@ def build_trainer_and_module(
                 stage_dir / "reconstruction.json",
                 n_rows=rcfg.n_rows,
                 decode=DecodeConfig(max_new_tokens=rcfg.max_new_tokens),
-                target_segments=tuple(cfg.stages.reconstruction.target_segments),
+                target_segments=tuple(cfg.stages.reconstruction.loss.target_segments),
                 batch_size=rcfg.batch_size,
             )
         )
@@ -234,6 +215,6 @@ def build_trainer_and_module(
         default_root_dir=str(stage_dir),
         use_distributed_sampler=False,  # our batch sampler shards the homogeneous global batch itself
     )
-    if name == "contrastive":
+    if "pool" in stage:
         check_candidate_pool(stage, trainer.num_devices * trainer.num_nodes)
     return trainer, module, datamodule, probe

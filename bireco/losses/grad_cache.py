@@ -20,14 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
 
 import torch
 from torch import nn
 
+from bireco.losses.objective import Batch, LossOutput, Objective, Step, embed
+from bireco.models.encoder import TextEncoder
+from bireco.models.flops import Pass
 from bireco.utils.batching import token_budget_batches
-
-Batch = dict[str, Any]
 
 
 class RngState:
@@ -139,3 +139,64 @@ def grad_cache_loss(
         ((p * a.to(p.dtype)).sum() for p, a in zip(params, acc, strict=True) if a is not None), loss.new_zeros(())
     )
     return loss.detach() + (surrogate - surrogate.detach())
+
+
+class EmbeddingLoss(Objective):
+    """An objective whose loss is a function of the roles' embeddings (InfoNCE): what GradCache can split."""
+
+    def roles(self, batch: Batch) -> dict[str, Batch | None]:
+        """role name -> its padded batch (None = absent)."""
+        raise NotImplementedError
+
+    def embedding_loss(self, batch: Batch, stats: dict[str, torch.Tensor]) -> Callable[..., torch.Tensor]:
+        """keyword per role -> the scalar loss; `stats` may receive counts to log."""
+        raise NotImplementedError
+
+    def counts(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {}
+
+
+class GradCache(Objective):
+    """Wraps an embedding loss so a batch far larger than fits at once is embedded in chunks, with the same loss
+    and gradients (`grad_cache_loss`). Validation and the FLOP count are the wrapped loss's.
+
+    Args:
+        loss: the wrapped loss.
+        chunk_size: rows per forward pass; or
+        max_tokens: at most this many (padded) tokens per forward pass, rows sorted by length. Exactly one is set.
+    """
+
+    def __init__(self, loss: EmbeddingLoss, *, chunk_size: int | None, max_tokens: int | None) -> None:
+        sizes = (("chunk_size", chunk_size, "integer"), ("max_tokens", max_tokens, "number of tokens"))
+        for key, value, unit in sizes:
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"grad_cache.{key} must be a positive {unit} or null, got {value!r}")
+        if chunk_size is not None and max_tokens is not None:
+            raise ValueError(
+                f"grad_cache: chunk_size={chunk_size} and max_tokens={max_tokens} both set; a chunk is either N rows "
+                "or N tokens — set the other to null"
+            )
+        if chunk_size is None and max_tokens is None:
+            raise ValueError("grad_cache: set chunk_size (rows) or max_tokens (tokens) per chunk")
+        self.loss = loss
+        self.chunk_size = chunk_size
+        self.max_tokens = max_tokens
+        self.duplicate_key = loss.duplicate_key
+
+    def __call__(self, encoder: TextEncoder, batch: Batch, step: Step) -> LossOutput:
+        stats: dict[str, torch.Tensor] = {}
+        fn = self.loss.embedding_loss(batch, stats)
+        roles = self.loss.roles(batch)
+        loss = grad_cache_loss(
+            lambda part: embed(encoder, part), roles, fn, step.params, self.chunk_size, self.max_tokens
+        )
+        return LossOutput({"loss": loss}, self.loss.counts(stats))
+
+    def validation(self, encoder: TextEncoder, batch: Batch) -> dict[str, torch.Tensor]:
+        return self.loss.validation(encoder, batch)
+
+    def flop_passes(self, batch: Batch) -> list[Pass]:
+        return self.loss.flop_passes(batch)
+
+    def check(self, encoder: TextEncoder) -> None:
+        self.loss.check(encoder)

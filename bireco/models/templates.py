@@ -183,3 +183,9 @@ def _segment_of(start: int, end: int, ends: list[int]) -> int:
     last = max(end - 1, start)
     piece = bisect_right(ends, last)  # 0 prefix, 1 instruction + separator, 2 text, 3 suffix
     return int((Segment.TEMPLATE, Segment.INSTRUCTION, Segment.TEXT, Segment.TEMPLATE)[piece])
+
+
+def segment_counts(part: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Real tokens per segment of one padded role.  -> (len(Segment),) int64"""
+    segs = part["segments"][part["attention_mask"].bool()]
+    return torch.bincount(segs, minlength=len(Segment))

@@ -158,7 +158,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     run_cfg = OmegaConf.create(Run(cfg.run_dir).config())
     lookup = instruction_lookup(run_cfg, cfg.instruction)
     decode = DecodeConfig(**OmegaConf.to_container(cfg.decode, resolve=True))
-    target_segments = list(run_cfg.stages.reconstruction.target_segments)
+    target_segments = list(run_cfg.stages.reconstruction.loss.target_segments)
     rec = load_reconstructor(weights, run_cfg.model.dtype, decode, target_segments)
     log.info("decoding with stage '%s' (%s), %s", weights.stage, weights.path, cfg.direction)
     if cfg.text is not None:

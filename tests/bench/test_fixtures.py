@@ -8,4 +8,4 @@ from benchmarks import fixtures as fx
 def test_bench_composes_the_training_config() -> None:
     cfg = fx.compose_cfg(["model=tiny"])
     assert cfg.model.name == "tiny"
-    assert cfg.stages.contrastive.mask_duplicates == "token_ids"
+    assert cfg.stages.contrastive.loss.mask_duplicates == "token_ids"

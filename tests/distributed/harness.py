@@ -163,7 +163,6 @@ def run_scenario(scenario: Scenario, base: Path, world: int, rank: int) -> dict[
     import lightning as L
     from torch.utils.data import DataLoader
 
-    from bireco.config import duplicate_key
     from bireco.data.collate import PairCollator
     from bireco.lit.factory import build_encoder, build_module
     from tests.helpers import compose_cfg
@@ -172,7 +171,7 @@ def run_scenario(scenario: Scenario, base: Path, world: int, rank: int) -> dict[
         [
             "model=tiny",
             "stages.contrastive.peft.dropout=0.0",  # exact comparisons: no dropout masks to line up
-            f"stages.contrastive.gather_across_ranks={scenario.gather}",
+            f"stages.contrastive.loss.gather_across_ranks={scenario.gather}",
             f"stages.contrastive.grad_cache.chunk_size={scenario.chunk_size or 'null'}",
             *scenario.overrides,
         ]
@@ -186,7 +185,7 @@ def run_scenario(scenario: Scenario, base: Path, world: int, rank: int) -> dict[
         for name, p in sorted(module.named_parameters()):
             if "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    keys = duplicate_key(stage) if scenario.stage == "contrastive" else None
+    keys = module.objective.duplicate_key
     collator = PairCollator(
         encoder.bound, {"s": None}, encoder.pad_id, 64, with_negatives=stage.with_negatives, duplicate_key=keys
     )

@@ -32,8 +32,11 @@ STAGE1 = Scenario("reconstruction")
 DATA = Scenario("contrastive", from_datamodule=True)
 DUPLICATES = Scenario("contrastive", duplicates=True)  # copies of positives on both ranks, masked
 DUPLICATES_GC = Scenario("contrastive", duplicates=True, chunk_size=3)
-UNMASKED = Scenario("contrastive", duplicates=True, overrides=("stages.contrastive.mask_duplicates=false",))
-MATRYOSHKA = ("stages.contrastive.matryoshka_dims=[8,16,32]", "stages.contrastive.matryoshka_weights=[1,0.5,0.25]")
+UNMASKED = Scenario("contrastive", duplicates=True, overrides=("stages.contrastive.loss.mask_duplicates=false",))
+MATRYOSHKA = (
+    "stages.contrastive.loss.matryoshka_dims=[8,16,32]",
+    "stages.contrastive.loss.matryoshka_weights=[1,0.5,0.25]",
+)
 MRL = Scenario("contrastive", overrides=MATRYOSHKA)
 MRL_GC = Scenario("contrastive", chunk_size=3, overrides=MATRYOSHKA)
 SCENARIOS = [PLAIN, GRAD_CACHE, GRAD_CACHE_ACCUM, NO_GATHER, STAGE1, DATA, DUPLICATES, DUPLICATES_GC, MRL, MRL_GC]

@@ -25,7 +25,8 @@ def _module(kind: str, base: Path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from bireco.lit.base import OptimConfig, StageModule
+    from bireco.lit.module import StageModule
+    from bireco.losses.objectives import NextTokenPrediction
     from bireco.models.encoder import TextEncoder
     from bireco.models.templates import Template
 
@@ -42,7 +43,7 @@ def _module(kind: str, base: Path):
             for p in model.parameters():
                 p.add_(torch.randn_like(p) * 0.1)  # differ from the base, as a trained stage does
     encoder = TextEncoder(model, AutoTokenizer.from_pretrained(base), Template(name="plain"))
-    return StageModule(encoder, OptimConfig(), kind)
+    return StageModule(encoder, NextTokenPrediction(chunk_size=4096), torch.optim.AdamW, None, kind)
 
 
 def _worker(rank: int, port: int, base: str, out: str) -> None:

@@ -9,12 +9,11 @@ import pytest
 import torch
 
 from bireco.data.collate import PairCollator, WindowCollator
-from bireco.lit.base import OptimConfig
-from bireco.lit.stages import ReconstructionModule
+from bireco.lit.module import StageModule
 from bireco.models.encoder import TextEncoder
 from bireco.models.templates import Template
 from bireco.pipeline import run_pipeline
-from tests.helpers import artifact_weights, compose_cfg, logged_train_losses
+from tests.helpers import artifact_weights, compose_cfg, logged_train_losses, stage_module
 from tests.models.conftest import sentences
 
 # lengths that differ a lot between the micro-batches: a mean of per-micro-batch means would be wrong here
@@ -25,13 +24,13 @@ ROWS = [
 ROWS = sorted(ROWS, key=lambda r: len(r["positive"]) + len(r["query"]))
 
 
-def _module(make_tiny_model, tiny_tokenizer) -> ReconstructionModule:
+def _module(make_tiny_model, tiny_tokenizer) -> StageModule:
     torch.manual_seed(0)
     enc = TextEncoder(make_tiny_model().train(), tiny_tokenizer, Template(instruction_separator="; "), "eos", 64)
-    return ReconstructionModule(enc, OptimConfig(), alpha=0.2)
+    return stage_module(enc, "reconstruction", **{"loss.alpha": 0.2})
 
 
-def _grads(module: ReconstructionModule) -> dict[str, torch.Tensor]:
+def _grads(module: StageModule) -> dict[str, torch.Tensor]:
     return {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
 
 
@@ -53,7 +52,8 @@ def test_micro_batches_give_the_global_batch_loss_and_gradients(make_tiny_model,
         part = parts.training_step(b, 0)
         (part / b["window"].size).backward()  # what Lightning's accumulation does
         total += part.detach() / b["window"].size
-        per_micro_means.append(parts._loss(b, *parts._anchors(b))["loss"].detach())
+        rec = parts.objective
+        per_micro_means.append(rec.loss(parts.encoder, b, *rec.anchors(parts.encoder, b))["loss"].detach())
     assert torch.allclose(total, loss.detach(), rtol=1e-6, atol=1e-7)
     got = _grads(parts)
     assert got.keys() == want.keys()

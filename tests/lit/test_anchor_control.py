@@ -5,10 +5,9 @@ from __future__ import annotations
 import torch
 
 from bireco.data.collate import PairCollator
-from bireco.lit.base import OptimConfig
-from bireco.lit.stages import ReconstructionModule
 from bireco.models.encoder import TextEncoder
 from bireco.models.templates import Template
+from tests.helpers import stage_module
 from tests.models.conftest import sentences
 
 
@@ -18,10 +17,11 @@ def test_shuffled_anchor_is_a_derangement_of_the_batch(make_tiny_model, tiny_tok
     modules = {}
     for anchor in ("own", "shuffled"):
         enc = TextEncoder(make_tiny_model(), tiny_tokenizer, Template(), "eos", 64)
-        modules[anchor] = ReconstructionModule(enc, OptimConfig(), alpha=0.5, anchor=anchor)
+        modules[anchor] = stage_module(enc, "reconstruction", **{"loss.alpha": 0.5, "loss.anchor": anchor})
     with torch.no_grad():
-        e_q, e_d = modules["own"]._anchors(batch)
+        own_loss = modules["own"].objective
+        e_q, e_d = own_loss.anchors(modules["own"].encoder, batch)
         own = modules["own"].training_step(batch, 0)
         shuffled = modules["shuffled"].training_step(batch, 0)
-        rolled = modules["own"]._loss(batch, e_q.roll(1, 0), e_d.roll(1, 0))["loss"]
+        rolled = own_loss.loss(modules["own"].encoder, batch, e_q.roll(1, 0), e_d.roll(1, 0))["loss"]
     assert torch.allclose(shuffled, rolled) and not torch.allclose(own, shuffled)

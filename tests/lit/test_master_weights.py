@@ -94,8 +94,8 @@ def _cfg(preset: str, model: str, master: str = "float32"):
             "+trainer.strategy=auto",
             "pipeline=stage1_only",
             "stages.reconstruction.max_steps=1",
-            "stages.reconstruction.optim.lr=4e-5",
-            "stages.reconstruction.optim.warmup_steps=0",
+            "stages.reconstruction.optimizer.lr=4e-5",
+            "stages.reconstruction.scheduler.warmup_steps=0",
             "stages.reconstruction.probe=false",
             "++trainer.limit_val_batches=0",
         ]

@@ -66,7 +66,7 @@ def test_loss_is_stage1_loss_on_the_first_held_out_rows(run) -> None:
     enc = TextEncoder(model.eval(), tok, Template(**dict(cfg.template)), "eos", cfg.model.max_length)
     instr = [cfg.data.sources[r["source"]].instruction for r in rows]
     q, d = enc.tokenize([r["query"] for r in rows], instr), enc.tokenize([r["positive"] for r in rows])
-    segs = [Segment[s.upper()] for s in cfg.stages.reconstruction.target_segments]
+    segs = [Segment[s.upper()] for s in cfg.stages.reconstruction.loss.target_segments]
     with torch.no_grad():
         e_q, e_d = enc(q["input_ids"], q["attention_mask"]), enc(d["input_ids"], d["attention_mask"])
         for shuffle, suffix in ((0, ""), (1, "_shuffled")):

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from bireco.data.collate import PairCollator
-from bireco.lit.base import OptimConfig
-from bireco.lit.stages import ContrastiveModule
 from bireco.losses.contrastive import candidate_exclusions, gathered_info_nce, info_nce
 from bireco.losses.false_negatives import duplicate_mask, normalize_text, text_key, token_ids_key
 from bireco.losses.grad_cache import plan_chunks
+from bireco.losses.objective import embed
 from bireco.models.encoder import TextEncoder
+from tests.helpers import stage_module
 from tests.losses.conftest import with_lora_dropout
 
 SCALE = 50.0
@@ -103,9 +105,9 @@ def test_collator_keys_are_the_token_ids_or_the_text(tiny_encoder: TextEncoder) 
         PairCollator(tiny_encoder.bound, {}, tiny_encoder.pad_id, 64, duplicate_key="embedding")
 
 
-def _dropout_module(tiny_encoder: TextEncoder, chunk: int | None) -> ContrastiveModule:
+def _dropout_module(tiny_encoder: TextEncoder, chunk: int | None):
     enc = with_lora_dropout(tiny_encoder)
-    module = ContrastiveModule(enc, OptimConfig(), scale=SCALE, grad_cache_chunk_size=chunk)
+    module = stage_module(enc, "contrastive", **{"loss.scale": SCALE, "grad_cache.chunk_size": chunk})
     module.train()
     return module
 
@@ -119,7 +121,7 @@ def test_stage_module_with_dropout_masks_exactly_the_copies(tiny_encoder: TextEn
         [{**r, "source": "s"} for r in ROWS]
     )
     params = {n: p for n, p in module.named_parameters() if p.requires_grad}
-    emb = module._embed
+    emb = partial(embed, module.encoder)
 
     torch.manual_seed(3)
     loss = module.training_step(batch, 0)
@@ -141,9 +143,9 @@ def test_stage_module_with_dropout_masks_exactly_the_copies(tiny_encoder: TextEn
 
 
 def test_module_refuses_batches_without_keys(tiny_encoder: TextEncoder) -> None:
-    module = ContrastiveModule(tiny_encoder, OptimConfig())
+    module = stage_module(tiny_encoder, "contrastive")
     batch = PairCollator(tiny_encoder.bound, {}, tiny_encoder.pad_id, 64)([{**r, "source": "s"} for r in ROWS])
     with pytest.raises(ValueError, match="needs row keys"):
         module.training_step(batch, 0)
-    unmasked = ContrastiveModule(tiny_encoder, OptimConfig(), mask_duplicates=False)
+    unmasked = stage_module(tiny_encoder, "contrastive", **{"loss.mask_duplicates": False})
     assert torch.isfinite(unmasked.training_step(batch, 0))

@@ -27,8 +27,8 @@ from transformers import (
 
 from bireco.conf import CONF_DIR
 from bireco.config import ConfigError, validate_config
-from bireco.lit.base import OptimConfig
-from bireco.lit.stages import WarmupModule
+from bireco.lit.module import StageModule
+from bireco.losses.objectives import NextTokenPrediction
 from bireco.losses.reconstruction import anchored_hidden_states
 from bireco.models.attention import AttentionModeError, attends_ahead, attention_kwargs, check_attention
 from bireco.models.backbone import BackboneSpec, load_backbone, save_artifact
@@ -171,7 +171,8 @@ def test_the_warmup_lm_loss_is_causal_whatever_the_encoder_mode(models, tiny_tok
     ids, mask, _ = padded_batch(random_rows([6, 4], len(tiny_tokenizer), seed=3), "right", tiny_tokenizer.pad_token_id)
     batch = {"query": {"input_ids": ids, "attention_mask": mask}}
     with torch.no_grad():
-        losses = {m: WarmupModule(encoder_for(model, tiny_tokenizer, m), OptimConfig())._lm_loss(batch) for m in MODES}
+        lm = NextTokenPrediction(chunk_size=4096)
+        losses = {m: lm.lm_loss(encoder_for(model, tiny_tokenizer, m), batch) for m in MODES}
         leaked = encoder_for(model, tiny_tokenizer, "bidirectional").hidden_states(ids, mask)
     assert torch.equal(losses["causal"], losses["bidirectional"])
     # the loss would see it: a bidirectional pass gives other states at the predicting positions
@@ -212,7 +213,9 @@ def test_a_checkpoint_flagged_is_causal_false_loads_causal(tmp_path: Path, make_
 def test_a_stage_artifact_brings_its_attention_mode(tmp_path: Path, make_tiny_model, tiny_tokenizer) -> None:
     """A stage writes its mode into artifact.json; loading reproduces it (bireco-eval, bireco-encode, export)."""
     enc = encoder_for(make_tiny_model(), tiny_tokenizer, "bidirectional")
-    bidi = WarmupModule(enc, OptimConfig()).save_artifact(tmp_path / "bidi", "base")
+    bidi = StageModule(enc, NextTokenPrediction(chunk_size=4096), torch.optim.AdamW, None, "warmup").save_artifact(
+        tmp_path / "bidi", "base"
+    )
     meta = {"stage": "contrastive", "template": Template(name="plain").to_dict(), "pooling": "eos", "max_length": 32}
     old = save_artifact(enc.model, tiny_tokenizer, tmp_path / "old", meta)  # written before the mode existed
     loaded = TextEncoder.from_artifact(bidi, device="cpu")

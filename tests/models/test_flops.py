@@ -9,12 +9,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bireco.data.collate import PairCollator
-from bireco.lit.base import OptimConfig
 from bireco.lit.compute import adapter_params, dense_bf16_peak
-from bireco.lit.stages import ContrastiveModule, ReconstructionModule
 from bireco.models.encoder import TextEncoder
 from bireco.models.flops import Pass, forward_flops, training_flops
 from bireco.models.templates import Template
+from tests.helpers import stage_module
 
 ROWS = [
     {"query": "who is the doctor", "positive": "the doctor lives in the city by the river", "negative": "a red song"},
@@ -54,7 +53,7 @@ def test_forward_pass_matches_torch(encoder: TextEncoder) -> None:
 
 def test_full_fine_tuning_contrastive_step_matches_torch(encoder: TextEncoder) -> None:
     """Forward + backward of Stage II with every weight trained: 6N per token + attention, exactly."""
-    module = ContrastiveModule(encoder, OptimConfig(), gather_across_ranks=False)
+    module = stage_module(encoder, "contrastive", **{"loss.gather_across_ranks": False})
     batch = _batch(encoder)
     assert adapter_params(module) is None
     measured = _counted(lambda: module.training_step(batch, 0).backward())
@@ -70,7 +69,7 @@ def test_lora_step_is_counted_as_stated(encoder: TextEncoder) -> None:
 
     enc = copy.deepcopy(encoder)
     enc.model = get_peft_model(enc.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    module = ContrastiveModule(enc, OptimConfig(), gather_across_ranks=False)
+    module = stage_module(enc, "contrastive", **{"loss.gather_across_ranks": False})
     batch = _batch(enc)
     adapters = adapter_params(module)
     assert adapters == sum(p.numel() for n, p in module.named_parameters() if "lora_" in n) > 0
@@ -81,7 +80,7 @@ def test_lora_step_is_counted_as_stated(encoder: TextEncoder) -> None:
 
 def test_stage1_step_matches_torch(encoder: TextEncoder) -> None:
     """Stage I: two encoder passes, two decoder passes, the LM head on the target tokens only."""
-    module = ReconstructionModule(encoder, OptimConfig(), alpha=0.2)
+    module = stage_module(encoder, "reconstruction", **{"loss.alpha": 0.2})
     batch = _batch(encoder)
     measured = _counted(lambda: module.training_step(batch, 0).backward())
     counted = training_flops(encoder.model.config, module.flop_passes(batch), None)

@@ -34,7 +34,7 @@ def run_dir(trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
         "pooling": {"name": "eos"},
         "model": {"max_length": 64, "dtype": "float32"},
         "data": {"sources": {"pairs": {"instruction": INSTRUCTION}, "other": {"instruction": "x"}}},
-        "stages": {"reconstruction": {"target_segments": list(ALL_SEGMENTS)}},
+        "stages": {"reconstruction": {"loss": {"target_segments": list(ALL_SEGMENTS)}}},
     }
     OmegaConf.save(OmegaConf.create(cfg), root / "config.yaml")
     return root

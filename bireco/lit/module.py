@@ -1,74 +1,59 @@
-"""What every stage's LightningModule shares: the encoder, AdamW + linear warmup/decay, lean checkpoints.
+"""The one LightningModule of every stage: it runs the stage's loss object on the encoder and owns what is
+the same for all of them — logging, AdamW (or whatever `stages.<name>.optimizer` names) and its schedule, lean
+checkpoints, the artifact.
 
-A LightningModule here holds no model code: losses live in `bireco.losses`, the encoder in `bireco.models`.
+It holds no model code and no loss: losses live in `bireco.losses` (`Objective`), the encoder in
+`bireco.models`, and which loss a stage trains is its YAML's `loss._target_`.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from transformers import get_linear_schedule_with_warmup
 
 from bireco.distributed import clean_param_name
+from bireco.losses.objective import Batch, LossOutput, Objective, Step, batch_rows
 from bireco.models.backbone import save_artifact
 from bireco.models.encoder import TextEncoder
 from bireco.models.flops import Pass
 
-
-@dataclass
-class OptimConfig:
-    """Optimizer and schedule of one stage.
-
-    Args:
-        lr: peak learning rate.
-        weight_decay: AdamW weight decay (the paper: 0).
-        warmup_steps: linear warmup.
-        schedule_steps: horizon of the linear decay. The paper decays over 3 nominal epochs but stops at
-            `max_steps` = 2,000, so the two are separate settings; None = decay to 0 at max_steps.
-        betas / eps: AdamW.
-    """
-
-    lr: float = 4e-5
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    schedule_steps: int | None = None
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-
-
-ROLES = ("query", "positive", "negative")
-
-
-def batch_rows(batch: dict[str, Any]) -> int:
-    first = next(batch[r] for r in ROLES if r in batch)
-    return int(first["input_ids"].shape[0])
-
-
-def role_pass(batch: dict[str, Any], role: str, lm_head_tokens: int = 0) -> Pass:
-    rows, length = batch[role]["input_ids"].shape
-    return Pass(int(rows), int(length), lm_head_tokens)
+OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer, int | None], Any]
 
 
 class StageModule(L.LightningModule):
-    """Base of the stage modules.
+    """Trains `objective` on `encoder`.
 
     Args:
         encoder: backbone + template + pooling.
-        optim: optimizer/schedule settings.
-        stage: the stage's name, used as the logging prefix.
+        objective: the stage's loss (`bireco.losses.objective.Objective`).
+        optimizer: trainable parameters -> optimizer (`stages.<name>.optimizer`, a Hydra partial).
+        scheduler: (optimizer, the stage's max_steps) -> per-step LR scheduler (`stages.<name>.scheduler`);
+            None = a constant learning rate.
+        stage: the stage's name, used as the logging prefix and in the artifact.
     """
 
-    def __init__(self, encoder: TextEncoder, optim: OptimConfig, stage: str) -> None:
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        objective: Objective,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None,
+        stage: str,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
-        self.optim = optim
+        self.objective = objective
+        self.make_optimizer = optimizer
+        self.make_scheduler = scheduler
         self.stage = stage
+        self._step_losses: dict[str, torch.Tensor] = {}
         # checkpoints of LoRA stages hold only trainable weights (see on_save_checkpoint)
         self.strict_loading = False
 
@@ -81,15 +66,17 @@ class StageModule(L.LightningModule):
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return {"params/total": total, "params/trainable": trainable}
 
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for p in self.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(
-            params, lr=self.optim.lr, weight_decay=self.optim.weight_decay, betas=self.optim.betas, eps=self.optim.eps
-        )
-        horizon = self.optim.schedule_steps or self.trainer.max_steps
-        if horizon is None or horizon <= 0:
-            raise ValueError(f"stage '{self.stage}': set trainer max_steps or optim.schedule_steps for the schedule")
-        sched = get_linear_schedule_with_warmup(opt, self.optim.warmup_steps, horizon)
+        opt = self.make_optimizer(self.trainable())
+        if self.make_scheduler is None:
+            return {"optimizer": opt}
+        try:
+            sched = self.make_scheduler(opt, self.trainer.max_steps)
+        except ValueError as e:
+            raise ValueError(f"stage '{self.stage}': {e}") from e
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -100,10 +87,45 @@ class StageModule(L.LightningModule):
         if len(trainable) < sum(1 for _ in self.parameters()):
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
 
-    def flop_passes(self, batch: dict[str, Any]) -> list[Pass]:
-        """The forward passes a training step runs on `batch` (the compute report counts their FLOPs from the
-        shapes): by default one encoder pass per role."""
-        return [role_pass(batch, r) for r in ROLES if r in batch]
+    def flop_passes(self, batch: Batch) -> list[Pass]:
+        """The forward passes a training step runs on `batch` (for the compute report): the loss's."""
+        return self.objective.flop_passes(batch)
+
+    def _step(self) -> Step:
+        if self._trainer is None:
+            return Step(params=self.trainable())
+        strategy = self.trainer.strategy
+        return Step(
+            world_size=self.trainer.world_size,
+            reduce_sum=lambda t: strategy.reduce(t, reduce_op="sum"),
+            params=self.trainable(),
+        )
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        out = self.objective(self.encoder, batch, self._step())
+        self._log_train(out, batch)
+        return out.losses["loss"]
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._log_losses("val", self.objective.validation(self.encoder, batch), batch_rows(batch))
+
+    def _log_train(self, out: LossOutput, batch: Batch) -> None:
+        """Log a micro-batch's losses — under accumulation (a `window` in the batch) once per optimizer step, as
+        the step's loss: the sum over its micro-batches of what the trainer backpropagates (loss / size) — and
+        its counts, summed over ranks."""
+        rows = batch_rows(batch)
+        window = batch.get("window")
+        if window is None or window.size == 1:
+            self._log_losses("train", out.losses, rows)
+        else:
+            if window.index == 0:
+                self._step_losses = {}
+            for k, v in out.losses.items():
+                self._step_losses[k] = self._step_losses.get(k, 0.0) + v.detach() / window.size
+            if window.index == window.size - 1:
+                self._log_losses("train", self._step_losses, rows * window.size)
+        for k, v in out.counts.items():
+            self.log(f"train/{k}", v, on_step=True, sync_dist=True, reduce_fx="sum", batch_size=rows)
 
     def _log_losses(self, prefix: str, losses: dict[str, torch.Tensor], batch_size: int) -> None:
         """Train losses are averaged over ranks when logged: each rank's loss is scaled so that the mean over
