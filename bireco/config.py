@@ -255,6 +255,12 @@ def _check_peft(name: str, peft: DictConfig) -> None:
 
 
 def _check_stage(name: str, st: DictConfig) -> None:
+    missing = [k for k in st if OmegaConf.is_missing(st, k)]
+    if missing:
+        raise ConfigError(
+            f"stages.{name}: {', '.join(missing)} not set (???); the model preset sets them per model size "
+            f"(stages.{name}.<key>: in conf/model/<preset>.yaml), or set stages.{name}.{missing[0]}=..."
+        )
     if not _positive_int(st.get("max_steps")):
         raise ConfigError(
             f"stages.{name}.max_steps must be a positive number of optimizer steps, got {st.max_steps!r}"

@@ -443,3 +443,19 @@ def test_matryoshka_dims_and_weights_are_checked() -> None:
                 ["stages.contrastive.loss.matryoshka_dims=[16,64]", "stages.contrastive.loss.matryoshka_weights=[1]"]
             )
         )
+
+
+def test_model_presets_set_their_stage_settings_directly() -> None:
+    """One home per knob: the stage file holds the default, the model preset overrides it under `stages.`."""
+    tiny, paper = compose_cfg(["model=tiny"], fast=False), compose_cfg(["model=llama3.2-1b"], fast=False)
+    assert "train" not in tiny.model and "train" not in paper.model
+    assert (tiny.stages.reconstruction.max_steps, tiny.stages.reconstruction.optimizer.lr) == (700, 2e-3)
+    assert (paper.stages.reconstruction.max_steps, paper.stages.reconstruction.optimizer.lr) == (2000, 4e-5)
+    stage_files = (Path(CONF_DIR) / "stage").glob("*.yaml")
+    assert not [f.name for f in stage_files if "model." in f.read_text()]  # no stage setting read from the model
+
+
+def test_a_stage_setting_no_preset_sets_is_named() -> None:
+    cfg = compose_cfg(["stages.contrastive.batch_size=???"])
+    with pytest.raises(ConfigError, match=r"^stages.contrastive: batch_size not set \(\?\?\?\); the model preset"):
+        validate_config(cfg)
