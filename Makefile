@@ -69,7 +69,7 @@ eval-shared: $(STAMP)  ## mteb on ../shared/data (eval=local) for the demo's bir
 reproduce-table: $(STAMP)  ## sweep + table (PRESET=tiny here; PRESET=paper on SLURM; DRY_RUN=1 prints the jobs)
 ifeq ($(PRESET),paper)
 ifneq ($(DRY_RUN),)
-	$(BIN)/python -m bireco.sweep_plan experiment=paper_table data.path=$(ECHO_DATA) --models $(PAPER_MODELS)
+	$(BIN)/bireco-sweep-plan experiment=paper_table data.path=$(ECHO_DATA) --models $(PAPER_MODELS)
 else
 	# one sweep per model (per-model SLURM resources), submitted in parallel
 	for m in $(PAPER_MODELS); do \

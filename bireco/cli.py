@@ -1,11 +1,22 @@
-"""Console entry points (thin: compose the config, call the library)."""
+"""Every console script of bireco (`[project.scripts]`), each a thin function over the library.
+
+One Hydra helper (`hydra_app`: compose `conf/<name>.yaml`, run the job, a user error ends in one line, exit 2),
+one environment policy (`bireco.console.console_environment`), and no renaming of arguments: what to load has
+its own key — `run_dir=` / `artifact=` / `model.pretrained=` (bireco-eval), `model_dir=` (bireco-encode),
+`stage_name=` (bireco-reconstruct) — so it never collides with a config group (`model`, `stage`). The one thing
+done to the command line is quoting bireco-reconstruct's free texts (`text=`, `reference=`, `instruction=`) so a
+sentence with commas or `${` arrives verbatim instead of being parsed as a list or an interpolation.
+Importing this module has no side effects.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -13,34 +24,52 @@ from omegaconf import DictConfig, open_dict
 
 from bireco.conf import CONF_DIR
 from bireco.console import console_environment, exit_on_user_error
-from bireco.utils.io import atomic_write_json
-from bireco.utils.resolvers import register as register_resolvers
-from bireco.utils.tracking import finish_wandb, log_final_metrics
+from bireco.runs import FAILED_FILE
 
 log = logging.getLogger("bireco")
 
-register_resolvers()
 
-FAILED_FILE = "failed.json"
+def hydra_app(config_name: str, job: Callable[[DictConfig], Any], program: str) -> Callable[[], Any]:
+    """A console entry point for `conf/<config_name>.yaml` that runs `job(cfg)`; a user error raised by the job
+    is one line naming `program` (exit 2), anything else keeps its traceback."""
+
+    @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
+    def _main(cfg: DictConfig) -> Any:
+        from bireco.utils.resolvers import register
+
+        register()  # also in a launcher's job process (submitit), which runs this function unpickled
+        try:
+            return job(cfg)
+        except Exception as e:
+            exit_on_user_error(e, program)
+            raise
+
+    def entry() -> Any:
+        from bireco.utils.resolvers import register
+
+        console_environment()
+        register()
+        return _main()
+
+    entry.__doc__ = f"`{program}` (conf/{config_name}.yaml)."
+    return entry
 
 
-def train() -> None:
-    """`bireco-train` console entry point (see `_train`)."""
-    console_environment()
-    _train()
+# --- bireco-train -------------------------------------------------------------------------------------------
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def _train(cfg: DictConfig) -> float | None:
+def train_job(cfg: DictConfig) -> float | None:
     """`bireco-train`: run the configured pipeline (and its evaluation) into the Hydra run directory.
 
-    In a multirun sweep a failing job writes `failed.json` (shown as failed in the table) and the sweep goes on;
-    a single run fails loudly.
+    In a multirun sweep a failing or refused job writes nothing of another run's, records `failed.json` (shown
+    as failed in the table) and the sweep goes on; a single run fails loudly. Returns the sweep objective.
     """
     from hydra.types import RunMode
 
     from bireco.distributed import is_global_zero, release_process_group
     from bireco.pipeline import RunFolderTaken, check_run_folder, run_pipeline
+    from bireco.utils.io import atomic_write_json
+    from bireco.utils.tracking import finish_wandb, log_final_metrics
 
     # Lightning prints its own INFO lines; without this Hydra's root handler would print each twice
     for name in ("lightning.pytorch", "lightning.fabric"):
@@ -55,7 +84,7 @@ def _train(cfg: DictConfig) -> float | None:
         check_run_folder(cfg, out)  # before anything is written: a refused job leaves the other run as it was
     except RunFolderTaken as e:
         if not multirun:
-            exit_on_user_error(e, "bireco-train")
+            raise
         log.error("job refused, nothing written (the sweep goes on): %s", e)
         return None
     (out / FAILED_FILE).unlink(missing_ok=True)
@@ -78,7 +107,6 @@ def _train(cfg: DictConfig) -> float | None:
             },
         )
         if not multirun:
-            exit_on_user_error(e, "bireco-train")
             raise
         log.exception("job failed (recorded in %s); the sweep goes on", out / FAILED_FILE)
         return None
@@ -91,52 +119,131 @@ def _train(cfg: DictConfig) -> float | None:
     return probe.get("mrr@10")  # the sweep objective (e.g. for optuna sweepers)
 
 
-def _eval_argv(argv: list[str]) -> list[str]:
-    """Let `bireco-eval model=<hub name or folder>` work next to `model=<preset>`.
+train = hydra_app("train", train_job, "bireco-train")
 
-    A value that is not a preset becomes `artifact=` (a bireco stage artifact: it records its template) or
-    `model.pretrained=` (a plain model, whose chat template must then be named: guessing it from the name is how
-    peer code ended up using the Llama-3 template for every model).
+
+# --- bireco-eval --------------------------------------------------------------------------------------------
+
+
+def eval_job(cfg: DictConfig) -> float | None:
+    """`bireco-eval`: mteb evaluation of a run / artifact / base model into the Hydra run directory.
+
+    A model that is not a preset is named as what it is: `artifact=DIR` (a bireco stage artifact, which records
+    its template) or `model.pretrained=NAME_OR_DIR template=...` (a plain model: its chat template must be
+    named — guessing it from the name is how peer code used the Llama-3 template for every model).
     """
-    from bireco.runs import read_artifact_meta
-
-    presets = {p.stem for p in Path(CONF_DIR, "model").glob("*.yaml")}
-    out = []
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        if key != "model" or value in presets:
-            out.append(arg)
-        elif Path(value).is_dir() and read_artifact_meta(value) is not None:
-            out.append(f"artifact={value}")
-        else:
-            if not any(a.startswith("template=") for a in argv):
-                raise SystemExit(
-                    f"bireco-eval: '{value}' is not a model preset ({', '.join(sorted(presets))}); to evaluate it "
-                    "directly, also name its template: template=llama3|qwen2|mistral|plain"
-                )
-            out.append(f"model.pretrained={value}")
-    return out
-
-
-def evaluate() -> None:
-    """`bireco-eval` console entry point (see `_evaluate`)."""
-    console_environment()
-    sys.argv = [sys.argv[0], *_eval_argv(sys.argv[1:])]
-    _evaluate()
-
-
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
-def _evaluate(cfg: DictConfig) -> float | None:
-    """`bireco-eval`: mteb evaluation of a run / artifact / base model into the Hydra run directory."""
+    from bireco.errors import UserError
     from bireco.eval.runner import run_eval
 
-    try:
-        summary = run_eval(cfg, HydraConfig.get().runtime.output_dir)
-    except Exception as e:
-        exit_on_user_error(e, "bireco-eval")
-        raise
+    hc = HydraConfig.get()
+    overrides = list(hc.overrides.task)
+    if any(o.startswith("model.pretrained=") for o in overrides) and not any(
+        o.startswith("template=") for o in overrides
+    ):
+        raise UserError(
+            "model.pretrained= names a plain model: also name its chat template, template=llama3|qwen2|mistral|plain "
+            "(a bireco stage artifact records its own: artifact=DIR)"
+        )
+    summary = run_eval(cfg, hc.runtime.output_dir)
     average = summary["average"]
     log.info("average over %d tasks: %s", len(summary["tasks"]), "—" if average is None else f"{average:.2f}")
     for category, score in summary["categories"].items():
         log.info("  %-20s %.2f", category, score)
     return summary["average"]
+
+
+evaluate = hydra_app("eval", eval_job, "bireco-eval")
+
+
+# --- bireco-export / bireco-encode / bireco-audit -----------------------------------------------------------
+
+
+def export_job(cfg: DictConfig) -> str:
+    from bireco.export.cli import run_export
+
+    return run_export(cfg)
+
+
+def encode_job(cfg: DictConfig) -> Path:
+    from bireco.encode import run_encode
+
+    return run_encode(cfg)
+
+
+def audit_job(cfg: DictConfig) -> None:
+    """`bireco-audit`: audit, write audit.json, print the table."""
+    from bireco.audit.cli import print_table, run_audit
+
+    hc = HydraConfig.get()
+    path, audit = run_audit(cfg, hc.runtime.output_dir, list(hc.overrides.task))
+    print_table(audit, path)
+
+
+export = hydra_app("export", export_job, "bireco-export")
+encode = hydra_app("encode", encode_job, "bireco-encode")
+audit = hydra_app("audit", audit_job, "bireco-audit")
+
+
+# --- bireco-reconstruct -------------------------------------------------------------------------------------
+
+
+def reconstruct_job(cfg: DictConfig) -> None:
+    """`bireco-reconstruct`: decode one text's (or a file's) embedding back into text; prints the result."""
+    import json
+
+    from bireco.errors import UserError
+    from bireco.reconstruct.cli import run
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    try:
+        out = run(cfg)
+    except FileNotFoundError as e:  # a missing run, stage or input file: the user's to fix
+        raise UserError(str(e)) from e
+    if cfg.text is not None:
+        sys.stdout.write(out["generated"] + "\n")
+        if "f1" in out:
+            sys.stdout.write(f"f1={out['f1']:.4f} loss={out['loss']:.4f}\n")
+    else:
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+
+
+_reconstruct = hydra_app("reconstruct", reconstruct_job, "bireco-reconstruct")
+
+
+def reconstruct() -> None:
+    """`bireco-reconstruct` (conf/reconstruct.yaml); free texts are quoted verbatim (see the module doc)."""
+    from bireco.reconstruct.cli import quote_free_texts
+
+    sys.argv = [sys.argv[0], *quote_free_texts(sys.argv[1:])]
+    _reconstruct()
+
+
+# --- argparse tools: results, sweep plan, checkpoint consolidation --------------------------------------------
+
+
+def table(argv: list[str] | None = None) -> None:
+    """`bireco-table`: the comparison table (md / tex / csv) and plots of a runs folder."""
+    from bireco.results.cli import table_main
+
+    table_main(argv)
+
+
+def report(argv: list[str] | None = None) -> None:
+    """`bireco-report`: the demo's comparison of pipelines over seeds (a folder of runs)."""
+    from bireco.results.cli import report_main
+
+    report_main(argv)
+
+
+def sweep_plan(argv: list[str] | None = None) -> None:
+    """`bireco-sweep-plan`: compose and validate every job of a sweep, print settings and resources."""
+    from bireco.sweep_plan import main
+
+    main(argv)
+
+
+def consolidate(argv: list[str] | None = None) -> None:
+    """`bireco-consolidate CHECKPOINT OUT`: a sharded (FSDP / DeepSpeed) checkpoint -> one .ckpt file."""
+    from bireco.distributed import main
+
+    main(["consolidate", *(sys.argv[1:] if argv is None else argv)])

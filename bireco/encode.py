@@ -1,6 +1,6 @@
 """`bireco-encode`: embed a jsonl file of texts into a .npy matrix, streaming, with the model's own template.
 
-    bireco-encode model=DIR input=texts.jsonl output=embeddings.npy [kind=query|document task=NAME]
+    bireco-encode model_dir=DIR input=texts.jsonl output=embeddings.npy [kind=query|document task=NAME]
 
 Input: `.jsonl` or `.jsonl.gz`, one JSON object per line with the text in `text` (`text_field=` picks another
 key, e.g. `text_field=query` for training rows); other keys are ignored, blank lines skipped. A bad line stops
@@ -54,7 +54,7 @@ class ResolvedModel:
 
 
 def resolve(model: str | Path, eval_cfg: Mapping[str, Any] | None = None) -> ResolvedModel:
-    """`model=`: a bireco-export folder, a pipeline run dir or a stage artifact (each records its template)."""
+    """`model_dir=`: a bireco-export folder, a pipeline run dir or a stage artifact (each records its template)."""
     p = Path(model)
     if (p / EXPORT_FILE).is_file():
         rec = json.loads((p / EXPORT_FILE).read_text())
@@ -72,7 +72,7 @@ def resolve(model: str | Path, eval_cfg: Mapping[str, Any] | None = None) -> Res
     if meta and isinstance(meta.get("template"), dict):
         return ResolvedModel(EvalModel(str(p), meta["template"], meta["pooling"], int(meta["max_length"])), {})
     raise FileNotFoundError(
-        f"model={p}: not a bireco-export folder ({EXPORT_FILE}), a run dir (results.json) or a stage artifact "
+        f"model_dir={p}: not a bireco-export folder ({EXPORT_FILE}), a run dir (results.json) or a stage artifact "
         "(artifact.json with its template)"
     )
 
@@ -211,21 +211,3 @@ def run_encode(cfg: Any) -> Path:
     )
     log.info("wrote %d x %d embeddings to %s", n, encoder.model.config.hidden_size, cfg.output)
     return Path(cfg.output)
-
-
-def main() -> None:
-    """`bireco-encode` console entry point (Hydra app, conf/encode.yaml).
-
-    `model=` names a folder here, but `model` is also the preset config group, which Hydra would try to
-    override: the argument is passed on as `model_dir=`.
-    """
-    import sys
-
-    from bireco.export.cli import hydra_app
-
-    sys.argv = [sys.argv[0], *(f"model_dir={a[6:]}" if a.startswith("model=") else a for a in sys.argv[1:])]
-    hydra_app("encode", run_encode)()
-
-
-if __name__ == "__main__":
-    main()

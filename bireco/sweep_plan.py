@@ -1,6 +1,6 @@
 """Dry run of a sweep: compose every job exactly as `bireco-train -m` would, validate it, print what it would run.
 
-    python -m bireco.sweep_plan experiment=paper_table data.path=/datasets/echo-e5 --models llama3.2-1b qwen2.5-1.5b
+    bireco-sweep-plan experiment=paper_table data.path=/datasets/echo-e5 --models llama3.2-1b qwen2.5-1.5b
 
 Nothing is trained or launched; an invalid job fails here instead of hours later on the cluster.
 """

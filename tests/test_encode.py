@@ -106,7 +106,7 @@ def test_export_folder_run_dir_and_artifact_encode_alike(exported_run, tmp_path:
         reference = got if reference is None else reference
         assert torch.allclose(got, reference, atol=1e-5), model
     assert resolve(exported_run.export).prompts["query"] == resolve(exported_run.run).prompts["query"]
-    with pytest.raises(FileNotFoundError, match=rf"model={tmp_path}: not a bireco-export folder"):
+    with pytest.raises(FileNotFoundError, match=rf"model_dir={tmp_path}: not a bireco-export folder"):
         resolve(tmp_path)
 
 
@@ -116,10 +116,9 @@ def test_cli_equals_the_sentence_transformers_export(exported_run, tmp_path: Pat
 
     src = _write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in TEXTS])
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    args = [f"model={exported_run.export}", f"input={src}", "output=q.npy", "kind=query", "chunk_size=4"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "bireco.encode", *args], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
+    args = [f"model_dir={exported_run.export}", f"input={src}", "output=q.npy", "kind=query", "chunk_size=4"]
+    encode = str(Path(sys.executable).parent / "bireco-encode")
+    proc = subprocess.run([encode, *args], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "q.npy"]  # no outputs/, .hydra/ or *.log
     st = SentenceTransformer(str(exported_run.export), device="cpu", local_files_only=True)

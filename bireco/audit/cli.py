@@ -14,16 +14,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from bireco.audit.measure import measure_overlap
 from bireco.audit.overlap import OverlapSettings
 from bireco.audit.texts import TRAIN_FIELDS, AuditError, TrainingCounts, task_texts, training_texts
-from bireco.conf import CONF_DIR
-from bireco.console import console_environment, exit_on_user_error
 from bireco.data.formats import list_row_files
 from bireco.errors import UserError
 from bireco.eval.contamination import declare_training_datasets, table_rows
@@ -172,21 +168,3 @@ def print_table(audit: dict[str, Any], path: Path) -> None:
     if decl["overlapping_tasks_without_mteb_name"]:
         console.print(f"overlap in tasks without an mteb name: {decl['overlapping_tasks_without_mteb_name']}")
     console.print(f"wrote {path}")
-
-
-def main() -> None:
-    """`bireco-audit` console entry point (see `_main`)."""
-    console_environment()
-    _main()
-
-
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="audit")
-def _main(cfg: DictConfig) -> None:
-    """`bireco-audit`: audit, write audit.json, print the table; a user error is one line (exit 2)."""
-    hc = HydraConfig.get()
-    try:
-        path, audit = run_audit(cfg, hc.runtime.output_dir, list(hc.overrides.task))
-    except Exception as e:
-        exit_on_user_error(e, "bireco-audit")
-        raise
-    print_table(audit, path)

@@ -1,38 +1,12 @@
-"""`bireco-export` (and the Hydra plumbing `bireco-encode` shares): thin entry points over the library."""
+"""The `bireco-export` job (`bireco.cli.export` composes conf/export.yaml and runs it)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from bireco.conf import CONF_DIR
-from bireco.console import console_environment, exit_on_user_error
-from bireco.utils.resolvers import register as register_resolvers
-
 log = logging.getLogger("bireco")
-
-
-def hydra_app(config_name: str, job: Callable[[DictConfig], Any]) -> Callable[[], Any]:
-    """A Hydra entry point for `conf/<config_name>.yaml` that runs `job(cfg)` (no run folder is created)."""
-
-    @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
-    def _main(cfg: DictConfig) -> Any:
-        try:
-            return job(cfg)
-        except Exception as e:
-            exit_on_user_error(e, f"bireco-{config_name}")
-            raise
-
-    def entry() -> Any:
-        console_environment()
-        register_resolvers()
-        return _main()
-
-    return entry
 
 
 def run_export(cfg: DictConfig) -> str:
@@ -53,12 +27,3 @@ def run_export(cfg: DictConfig) -> str:
     )
     log.info("exported to %s: SentenceTransformer(%r) loads it", out, str(out))
     return str(out)
-
-
-def main() -> None:
-    """`bireco-export run_dir=RUN out=DIR`."""
-    hydra_app("export", run_export)()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """The plain Hugging Face forms of a trained embedder: merged weights, and base + LoRA adapter.
 
 `hf/merged` is a full causal LM (transformers) with the run's original tokenizer and an `artifact.json`, so it is
-also a bireco stage artifact: `bireco-eval artifact=DIR/hf/merged` and `bireco-encode model=DIR` evaluate and
+also a bireco stage artifact: `bireco-eval artifact=DIR/hf/merged` and `bireco-encode model_dir=DIR` evaluate and
 encode it with the template, pooling and length it was trained with. When the last stage trained a LoRA adapter,
 `hf/adapter` holds it (peft) and names its base: a hub name + revision, or `hf/base` (exported next to it) when
 the base is a local folder such as Stage I's full fine-tuned weights.

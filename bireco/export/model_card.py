@@ -189,7 +189,7 @@ model.encode(["..."], prompt_name="NAME")        # any prompt below
   before writing. A prompt string that is not one of the prompts below is prepended as plain text, which may
   tokenize differently at the boundary; use `prompt_name=`.
 - `hf/merged`: the merged causal LM (transformers) with the original tokenizer; also a bireco artifact
-  (`bireco-eval artifact=PATH/hf/merged`, `bireco-encode model=PATH input=texts.jsonl output=emb.npy`).
+  (`bireco-eval artifact=PATH/hf/merged`, `bireco-encode model_dir=PATH input=texts.jsonl output=emb.npy`).
 - {adapter_text}
 ## Prompts
 

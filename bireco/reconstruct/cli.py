@@ -1,7 +1,7 @@
 """`bireco-reconstruct`: decode text back from a run's embeddings, one text or a file of pairs.
 
-    bireco-reconstruct run_dir=RUN stage=reconstruction text="..." direction=q2d|d2q
-    bireco-reconstruct run_dir=RUN stage=contrastive input=pairs.jsonl output=out.jsonl
+    bireco-reconstruct run_dir=RUN stage_name=reconstruction text="..." direction=q2d|d2q
+    bireco-reconstruct run_dir=RUN stage_name=contrastive input=pairs.jsonl output=out.jsonl
 
 `stage=` names a finished stage of the run (`reconstruction`, `contrastive`, or its folder name `0-reconstruction`;
 default: the run's last stage), `base` for the weights the run started from, or `warmup` for the tiny preset's
@@ -13,17 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from bireco.conf import CONF_DIR
 from bireco.data.formats import DataFormatError, parse_row
 from bireco.errors import UserError
 from bireco.reconstruct.generate import DecodeConfig
@@ -62,7 +59,7 @@ def resolve_stage(run_dir: str | Path, stage: str | None) -> StageWeights:
             if stage == "warmup" and (meta or {}).get("stage") != "warmup":
                 raise ReconstructError(
                     f"{run.path}: its base {path} is not a warm-up artifact (only the tiny preset has one, and its "
-                    "cache must still exist); use stage=base"
+                    "cache must still exist); use stage_name=base"
                 )
         else:
             found = run.find_stage(stage)
@@ -195,21 +192,6 @@ def lookup_default(lookup: Callable[[str], str | None], run_cfg: DictConfig, ove
     return lookup(sources[0])
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="reconstruct")
-def _main(cfg: DictConfig) -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-    try:
-        out = run(cfg)
-    except (UserError, FileNotFoundError) as e:
-        raise SystemExit(f"bireco-reconstruct: {e}") from None
-    if cfg.text is not None:
-        sys.stdout.write(out["generated"] + "\n")
-        if "f1" in out:
-            sys.stdout.write(f"f1={out['f1']:.4f} loss={out['loss']:.4f}\n")
-    else:
-        sys.stdout.write(json.dumps(out, indent=2) + "\n")
-
-
 FREE_TEXT_KEYS = ("text", "reference", "instruction")
 
 
@@ -222,28 +204,11 @@ def hydra_quote(value: str) -> str:
     return "'" + value.replace("'", "\\'") + "'"
 
 
-def reconstruct_argv(argv: list[str]) -> list[str]:
-    """Command line -> Hydra overrides: `stage=X` becomes `stage_name=X` (in the config folder `stage` is a config
-    group, so Hydra would look for `conf/stage/X.yaml`), and free texts are quoted verbatim (`hydra_quote`)."""
+def quote_free_texts(argv: list[str]) -> list[str]:
+    """Command line -> Hydra overrides with the free texts (`text=`, `reference=`, `instruction=`) quoted
+    verbatim (`hydra_quote`); everything else is passed on as it is."""
     out = []
     for arg in argv:
         key, eq, value = arg.partition("=")
-        if key == "stage" and eq:
-            arg = f"stage_name={value}"
-        elif key in FREE_TEXT_KEYS and eq:
-            arg = f"{key}={hydra_quote(value)}"
-        out.append(arg)
+        out.append(f"{key}={hydra_quote(value)}" if key in FREE_TEXT_KEYS and eq else arg)
     return out
-
-
-def main() -> None:
-    """`bireco-reconstruct` console entry point."""
-    from bireco.console import console_environment
-
-    console_environment()
-    sys.argv = [sys.argv[0], *reconstruct_argv(sys.argv[1:])]
-    _main()
-
-
-if __name__ == "__main__":
-    main()

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from bireco.audit import contamination_by_task
-from bireco.audit.cli import main
+from bireco.cli import audit as main
 from bireco.runs import AUDIT_FILE, Run
 from tests.audit.fixtures import Planted, write_jsonl
 

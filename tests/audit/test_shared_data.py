@@ -14,8 +14,8 @@ import mteb
 import pytest
 
 from bireco.audit import contamination_by_task
-from bireco.audit.cli import main
 from bireco.audit.overlap import normal_form
+from bireco.cli import audit as main
 from bireco.eval.contamination import contaminated
 from bireco.runs import AUDIT_FILE
 from tests.shared_files import DATA

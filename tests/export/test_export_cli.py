@@ -76,7 +76,7 @@ def test_cli_writes_only_the_export_folder(exported_run, tmp_path: Path) -> None
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     args = [f"run_dir={exported_run.run}", "out=exported", "eval=none", "hf_merged=false"]
     proc = subprocess.run(
-        [sys.executable, "-m", "bireco.export.cli", *args],
+        [str(Path(sys.executable).parent / "bireco-export"), *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -12,9 +12,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from bireco.conf import CONF_DIR
 from bireco.data.formats import DataFormatError
 from bireco.models.backbone import save_artifact
-from bireco.reconstruct.cli import CONF_DIR, ReconstructError, reconstruct_argv, resolve_stage, run
+from bireco.reconstruct.cli import ReconstructError, quote_free_texts, resolve_stage, run
 from tests.reconstruct.helpers import ALL_SEGMENTS, INSTRUCTION
 
 
@@ -110,8 +111,8 @@ def test_bad_row_names_file_line_and_field(run_dir: Path, trained, tmp_path: Pat
 
 
 def test_stage_argument_is_a_value_not_the_stage_config_group() -> None:
-    assert reconstruct_argv(["stage=warmup", "run_dir=a,b"]) == ["stage_name=warmup", "run_dir=a,b"]
-    assert _cfg(reconstruct_argv(["stage=reconstruction"])).stage_name == "reconstruction"
+    assert quote_free_texts(["stage_name=warmup", "run_dir=a,b"]) == ["stage_name=warmup", "run_dir=a,b"]
+    assert _cfg(quote_free_texts(["stage_name=reconstruction"])).stage_name == "reconstruction"
 
 
 @pytest.mark.parametrize(
@@ -128,7 +129,7 @@ def test_stage_argument_is_a_value_not_the_stage_config_group() -> None:
     ],
 )
 def test_free_text_reaches_the_config_verbatim(text: str) -> None:
-    cfg = _cfg(reconstruct_argv([f"text={text}", f"reference={text}", f"instruction={text}"]))
+    cfg = _cfg(quote_free_texts([f"text={text}", f"reference={text}", f"instruction={text}"]))
     assert cfg.text == cfg.reference == cfg.instruction == text
 
 
@@ -144,7 +145,11 @@ def test_stage_names(run_dir: Path) -> None:
 def test_console_entry_prints_the_text_and_writes_no_files(run_dir: Path, trained, tmp_path: Path) -> None:
     pair = trained[1][1]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
-    cmd = [sys.executable, "-m", "bireco.reconstruct.cli", f"run_dir={run_dir}", "stage=0-reconstruction"]
+    cmd = [
+        str(Path(sys.executable).parent / "bireco-reconstruct"),
+        f"run_dir={run_dir}",
+        "stage_name=0-reconstruction",
+    ]
     cmd += [f"text={pair.query}", "source=pairs"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -1,0 +1,59 @@
+"""The console scripts are one surface: thin functions in `bireco.cli`, named arguments for what to load (never a
+rewritten command line), one line for a user error, no side effects on import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+
+import bireco.cli as cli
+
+REPO = Path(__file__).resolve().parents[1]
+QUIET = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
+
+
+def test_every_console_script_is_a_function_of_bireco_cli() -> None:
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert len(scripts) == 10
+    for name, target in scripts.items():
+        module, _, function = target.partition(":")
+        assert module == "bireco.cli", name
+        assert callable(getattr(cli, function)), name
+
+
+def test_importing_the_cli_changes_nothing() -> None:
+    code = "import bireco.cli; from omegaconf import OmegaConf; print(OmegaConf.has_resolver('bireco_dirname'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "False"
+
+
+def _eval(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *args: str) -> None:
+    monkeypatch.setattr(sys, "argv", ["bireco-eval", *args, f"hydra.run.dir={tmp_path}", *QUIET])
+    cli.evaluate()
+
+
+def test_a_plain_model_must_name_its_template(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        _eval(monkeypatch, tmp_path, "model.pretrained=meta-llama/Llama-3.2-1B-Instruct")
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bireco-eval: error: model.pretrained= names a plain model")
+    assert "template=llama3|qwen2|mistral|plain" in err[0] and "artifact=DIR" in err[0]
+
+
+def test_a_folder_given_as_model_is_not_reinterpreted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`model` is the preset group: Hydra refuses a folder there and lists the presets (no silent rewrite)."""
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "bireco-eval"), f"model={tmp_path}", f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode != 0
+    assert "Could not find 'model/" in proc.stderr and "llama3.2-1b" in proc.stderr
