@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def _one_config(chunk_size: int | None, batch: int, q_len: int, d_len: int, steps: int, warmup: int) -> dict[str, Any]:
     """Runs in a fresh child: build the stage from config, train `steps` steps, report step times."""
     from benchmarks.stage2 import lightning_steps, make_batches
-    from bireco.lit.factory import build_encoder, build_module
+    from bireco.factory import build_encoder, build_module
 
     dev = fx.device()
     precision = "bf16-mixed" if dev.type == "cuda" else "32-true"

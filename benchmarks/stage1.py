@@ -39,7 +39,7 @@ class Stage1Pair:
         with_reference: bool = True,
         with_bireco: bool = True,
     ) -> None:
-        from bireco.lit.factory import build_encoder, build_module
+        from bireco.factory import build_encoder, build_module
 
         self.device = fx.device()
         self.precision = precision

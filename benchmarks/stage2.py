@@ -44,7 +44,7 @@ class StepClock(L.Callback):
 
 
 def _build(cfg, path: str, dev: torch.device):
-    from bireco.lit.factory import build_encoder, build_module
+    from bireco.factory import build_encoder, build_module
 
     torch.manual_seed(0)  # LoRA's A matrices are random: the same seed gives both sides the same start
     stage = cfg.stages.contrastive

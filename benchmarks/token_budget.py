@@ -30,10 +30,9 @@ def _one_config(
     from omegaconf import OmegaConf
 
     from benchmarks.stage2 import lightning_steps
-    from bireco.config import duplicate_key
     from bireco.data.collate import PairCollator
     from bireco.data.datamodule import resolve_instructions
-    from bireco.lit.factory import build_encoder, build_module
+    from bireco.factory import build_encoder, build_module
 
     dev = fx.device()
     precision = "bf16-mixed" if dev.type == "cuda" else "32-true"
@@ -55,7 +54,12 @@ def _one_config(
         sources, OmegaConf.to_container(cfg.data.sources, resolve=True), cfg.data.default_instruction
     )
     collate = PairCollator(
-        enc.bound, instructions, enc.pad_id, enc.max_length, duplicate_key=duplicate_key(stage), with_negatives=True
+        enc.bound,
+        instructions,
+        enc.pad_id,
+        enc.max_length,
+        duplicate_key=module.objective.duplicate_key,
+        with_negatives=True,
     )
     batches = [collate(b) for b in rows]
     real = [fx.real_tokens(b, ("query", "positive", "negative")) for b in batches]

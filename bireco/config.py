@@ -18,17 +18,20 @@ How the config says things, so "contradictory" has one meaning:
 from __future__ import annotations
 
 import logging
-import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from bireco.errors import UserError
+from bireco.errors import ConfigError
 from bireco.models.attention import ATTENTION_MODES
 from bireco.models.pooling import POOLINGS
-
-if TYPE_CHECKING:
-    from bireco.losses.objective import Objective
+from bireco.stage_settings import (
+    build_objective,
+    check_candidate_pool,
+    check_optimizer,
+    stage_max_steps,
+    stage_strategy,
+)
 
 METHOD_ORDER = ("reconstruction", "contrastive")  # the method's stages, in the order they run
 WARMUP = "warmup"  # the tiny preset's warm-up: runs before the pipeline, never in it
@@ -43,146 +46,6 @@ log = logging.getLogger(__name__)
 
 # Lightning precisions that cast the module's parameters themselves: full fine-tuning would step bf16/fp16 weights
 LOW_PRECISION_WEIGHTS = ("bf16-true", "16-true", "bf16", "16", "half", "transformer-engine")
-
-
-class ConfigError(UserError, ValueError):
-    """The composed configuration is invalid."""
-
-
-SINGLE_DEVICE = ("auto", "single_device")
-
-
-def stage_strategy(cfg: DictConfig, name: str) -> Any:
-    """The strategy a stage runs under: its own `stages.<name>.strategy` replaces a distributed
-    `trainer.strategy` (ddp, fsdp, ...); single-device trainers (`trainer=cpu|gpu`) run every stage as they are.
-
-    Why per stage: full fine-tuning (Stage I) of a 7–8B model keeps fp32 master weights + AdamW state, 16 bytes
-    per parameter, so it must be sharded (FSDP), while its LoRA Stage II fits replicated (DDP) and needs whole
-    parameters for GradCache.
-    """
-    from bireco.distributed import strategy_name
-
-    spec = cfg.trainer.get("strategy")
-    own = cfg.stages[name].get("strategy")
-    if own is not None and strategy_name(spec) not in SINGLE_DEVICE:
-        spec = own
-    return OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else spec
-
-
-def stage_max_steps(cfg: DictConfig, name: str) -> int:
-    """Optimizer steps of a stage: its `max_steps`, or with `budget_of: [stages...]` the sum of theirs (the
-    paper's same-budget control: Stage II alone for as many steps as Stage I + Stage II)."""
-    st = cfg.stages[name]
-    of = st.get("budget_of")
-    if not of:
-        return int(st.max_steps)
-    unknown = [s for s in of if s not in cfg.stages]
-    if unknown:
-        raise ConfigError(f"stages.{name}.budget_of={list(of)}: no stage config for {unknown}")
-    return sum(int(cfg.stages[s].max_steps) for s in of)
-
-
-def build_objective(name: str, stage: DictConfig) -> Objective:
-    """`stages.<name>.loss` instantiated — its constructor is each of its settings' one check — and wrapped in
-    GradCache when `stages.<name>.grad_cache` sets a chunk size or token budget. Cheap: no model is loaded."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    from bireco.losses.grad_cache import EmbeddingLoss, GradCache
-
-    spec = stage.get("loss")
-    if not isinstance(spec, DictConfig) or "_target_" not in spec:
-        raise ConfigError(f"stages.{name}.loss must name a loss class (_target_: ...), got {spec!r}")
-    try:
-        loss = instantiate(spec)
-    except InstantiationException as e:
-        raise ConfigError(_field_message(f"stages.{name}.loss", spec, e.__cause__ or e)) from e
-    gc = stage.get("grad_cache") or {}
-    chunk, budget = gc.get("chunk_size"), gc.get("max_tokens")
-    if chunk is None and budget is None:
-        return loss
-    if not isinstance(loss, EmbeddingLoss):
-        raise ConfigError(
-            f"stages.{name}.grad_cache: {type(loss).__name__} is not a loss of embeddings, so GradCache cannot "
-            "split it; set grad_cache.chunk_size and max_tokens to null"
-        )
-    try:
-        return GradCache(loss, chunk_size=chunk, max_tokens=budget)
-    except ValueError as e:
-        raise ConfigError(f"stages.{name}.{e}") from e
-
-
-def _field_message(where: str, spec: DictConfig, cause: BaseException) -> str:
-    """`where.field problem` when the constructor's message starts with one of its settings, else `where: ...`."""
-    message = str(cause)
-    field = re.match(r"\w+", message)
-    return f"{where}.{message}" if field and field.group() in spec else f"{where}: {message}"
-
-
-def _check_optimizer(name: str, stage: DictConfig) -> None:
-    """Build the stage's optimizer and schedule on a dummy parameter: the optimizer's own checks (lr, betas,
-    unknown keys) run before any model is loaded."""
-    import torch
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    if not isinstance(stage.get("optimizer"), DictConfig):
-        raise ConfigError(f"stages.{name}.optimizer must name an optimizer (_target_: ..., _partial_: true)")
-    try:
-        opt = instantiate(stage.optimizer)([torch.nn.Parameter(torch.zeros(1))])
-        if stage.get("scheduler") is not None:
-            instantiate(stage.scheduler)(opt, int(stage.max_steps))
-    except InstantiationException as e:
-        raise ConfigError(f"stages.{name}.optimizer / scheduler: {e.__cause__ or e}") from e
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"stages.{name}.optimizer / scheduler: {e}") from e
-
-
-def candidate_pool(stage: DictConfig, world_size: int) -> tuple[int, int]:
-    """(candidate pool, global batch) of a contrastive stage: how many rows' positives and negatives each query
-    is scored against, and how many rows one optimizer step trains on.
-
-    The pool is the per-device batch (all of it, also when GradCache embeds it in chunks) times the ranks it is
-    gathered from. Gradient accumulation does not grow it: each micro-batch is its own softmax.
-    """
-    rows = int(stage.batch_size)
-    pool = rows * (world_size if stage.loss.get("gather_across_ranks", True) else 1)
-    return pool, rows * world_size * int(stage.accumulate_grad_batches)
-
-
-POOLS = ("global_batch", "micro_batch")
-
-
-def check_candidate_pool(stage: DictConfig, world_size: int | None) -> None:
-    """`stages.contrastive.pool` says which candidates a query is scored against, and the layout must give it.
-
-    `global_batch` (default): every row of the optimizer step — so no gradient accumulation (use GradCache
-    chunks) and gathering across ranks. `micro_batch`: accumulation (or no gather) is allowed, and the pool
-    size it leaves is logged next to the global batch.
-
-    Args:
-        world_size: number of ranks, or None where it is known only at fit start (`trainer.devices=-1`).
-    """
-    mode = stage.get("pool", "global_batch")
-    if mode not in POOLS:
-        raise ConfigError(f"stages.contrastive.pool={mode!r}: choose one of {list(POOLS)}")
-    k, gather = int(stage.accumulate_grad_batches), stage.loss.get("gather_across_ranks", True)
-    if k == 1 and (gather or world_size == 1):
-        return
-    if world_size is None:
-        sizes = f"{stage.batch_size} rows per rank (x ranks if gathered), of a global batch {k}x larger"
-    else:
-        pool, global_batch = candidate_pool(stage, world_size)
-        sizes = f"{pool} rows of a global batch of {global_batch}"
-    why = f"accumulate_grad_batches={k}" if k > 1 else "gather_across_ranks=false"
-    if mode == "global_batch":
-        raise ConfigError(
-            f"stages.contrastive: with {why} each query is scored against {sizes} (each micro-batch or rank is its "
-            "own softmax), but stages.contrastive.pool=global_batch; embed the whole per-device batch in GradCache "
-            "chunks (accumulate_grad_batches=1, grad_cache.chunk_size=N) to keep the pool, or set "
-            "stages.contrastive.pool=micro_batch to accept the smaller pool"
-        )
-    log.warning("stages.contrastive.pool=micro_batch: with %s each query is scored against %s", why, sizes)
 
 
 def _is_number(value: Any) -> bool:
@@ -270,7 +133,7 @@ def _check_stage(name: str, st: DictConfig) -> None:
             raise ConfigError(f"stages.{name}.{key} must be a positive integer, got {st.get(key)!r}")
     _check_peft(name, st.peft)
     build_objective(name, st)
-    _check_optimizer(name, st)
+    check_optimizer(name, st)
 
 
 def _check_model(cfg: DictConfig) -> None:

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from bireco.data.formats import field_message, parse_json_object
 from bireco.errors import UserError
-from bireco.eval.runner import EvalModel, load_encoder
+from bireco.eval.models import EvalModel, load_encoder
 from bireco.export import EXPORT_FILE, finished_run, run_prompts
 from bireco.export.sentence_transformers import Prompt
 from bireco.models.encoder import TextEncoder

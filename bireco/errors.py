@@ -83,3 +83,7 @@ def hub_access(what: str) -> Iterator[None]:
         if reason is None:
             raise
         raise HubUnreachable(f"cannot load {what}: {reason}; {offline_hint()}") from e
+
+
+class ConfigError(UserError, ValueError):
+    """The composed configuration is invalid."""

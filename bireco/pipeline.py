@@ -22,8 +22,8 @@ from bireco.data.formats import iter_rows, list_row_files
 from bireco.data.prepare import PreparedData, prepare_data
 from bireco.distributed import full_state_dict, is_global_zero, launched_as_many_processes
 from bireco.errors import UserError
+from bireco.factory import build_trainer_and_module
 from bireco.lit.compute import ComputeReport
-from bireco.lit.factory import build_trainer_and_module
 from bireco.lit.fault_tolerance import Preempted, PreemptionCheckpoint
 from bireco.lit.reconstruction_score import ReconstructionScore
 from bireco.models.backbone import save_artifact

@@ -48,7 +48,7 @@ FAST = [
 def stage_module(encoder: Any, stage: str, **settings: Any) -> Any:
     """The stage's module as `bireco-train` builds it from the composed config, around `encoder`; `settings` set
     keys of the stage's config (dotted, relative to `stages.<stage>`: `**{"loss.alpha": 0.5}`)."""
-    from bireco.lit.factory import build_module
+    from bireco.factory import build_module
 
     cfg = compose_cfg([])
     for key, value in settings.items():

@@ -8,8 +8,9 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
-from bireco.config import ConfigError, build_objective, validate_config
+from bireco.config import ConfigError, validate_config
 from bireco.distributed import deepspeed_available
+from bireco.stage_settings import build_objective
 from tests.helpers import CONF_DIR, compose_cfg
 
 GROUP_FILES = sorted(
@@ -74,7 +75,7 @@ def test_bireco_and_baseline_differ_only_in_the_stage_list() -> None:
 
 
 def test_the_budget_control_is_the_baseline_run_for_both_stages_steps() -> None:
-    from bireco.config import stage_max_steps
+    from bireco.stage_settings import stage_max_steps
 
     budget = compose_cfg(["pipeline=baseline_budget"], fast=False)
     baseline = compose_cfg(["pipeline=baseline"], fast=False)
@@ -346,13 +347,13 @@ def test_bad_rows_stop_the_run_by_default(data: str) -> None:
 
 def test_validation_runs_before_any_model_is_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bad config with a model that does not exist: the ConfigError wins, and nothing is written."""
-    import bireco.lit.factory
+    import bireco.factory
     import bireco.pipeline
 
     def no_loading(*args, **kwargs):
         raise AssertionError("a model was loaded before the config was validated")
 
-    monkeypatch.setattr(bireco.lit.factory, "load_backbone", no_loading)
+    monkeypatch.setattr(bireco.factory, "load_backbone", no_loading)
     monkeypatch.setattr(bireco.pipeline, "prepare_data", no_loading)
     cfg = compose_cfg(
         ["model=llama3.2-1b", f"model.pretrained={tmp_path / 'no-such-model'}", "stages.reconstruction.loss.alpha=2"]
@@ -371,7 +372,7 @@ def test_each_presets_candidate_pool_is_the_global_batch_its_comment_states(mode
     """The header comment says "Stage II: 1024 = ..." (and "Stage I: 512 = ..."); the layout must give exactly that."""
     import re
 
-    from bireco.config import candidate_pool
+    from bireco.stage_settings import candidate_pool
 
     text = (Path(CONF_DIR) / "model" / f"{model}.yaml").read_text()
     stated = {s: int(n) for s, n in re.findall(r"Stage (I|II): (\d+) =", text)}
@@ -396,7 +397,7 @@ def test_accumulation_in_stage2_is_refused_unless_the_smaller_pool_is_asked_for(
 
 @pytest.mark.parametrize("model", ["mistral-7b", "llama3.1-8b"])
 def test_7b_8b_stage1_is_sharded_when_distributed_and_stage2_stays_replicated(model: str) -> None:
-    from bireco.config import stage_strategy
+    from bireco.stage_settings import stage_strategy
 
     cfg = compose_cfg([f"model={model}", "trainer=ddp"], fast=False)
     assert stage_strategy(cfg, "reconstruction")["name"] == "fsdp"

@@ -93,7 +93,7 @@ def test_query_prompt_precedence() -> None:
 
 @pytest.mark.integration
 def test_export_folder_run_dir_and_artifact_encode_alike(exported_run, tmp_path: Path) -> None:
-    from bireco.eval.runner import load_encoder
+    from bireco.eval.models import load_encoder
 
     src = _write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in TEXTS])
     final = json.loads((exported_run.run / "results.json").read_text())["final_artifact"]

@@ -72,7 +72,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def subpackage(mod: str) -> str:
-    """bireco.lit.factory -> bireco.lit; top-level modules stand for themselves."""
+    """bireco.factory -> bireco.lit; top-level modules stand for themselves."""
     parts = mod.split(".")
     if len(parts) > 1 and (PACKAGE / parts[1]).is_dir():
         return ".".join(parts[:2])
@@ -97,3 +97,26 @@ def test_no_subpackage_cycle() -> None:
 
 def test_the_checker_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# one-way flow: cli -> pipeline -> factory (the composition root) -> lit -> losses / data / models
+LAYERS = [
+    {"bireco.cli"},
+    {"bireco.pipeline"},
+    {"bireco.factory"},
+    {"bireco.lit"},
+    {"bireco.losses", "bireco.data", "bireco.models"},
+]
+
+
+def test_imports_flow_down_the_layers() -> None:
+    """No module of a lower layer imports one of a higher layer (the training path's layering)."""
+    rank = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+    upward = []
+    for mod, deps in import_graph().items():
+        here = rank.get(subpackage(mod))
+        for d in deps:
+            there = rank.get(subpackage(d))
+            if here is not None and there is not None and there < here:
+                upward.append(f"{mod} -> {d}")
+    assert upward == []

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bireco.lit.factory import build_encoder
+from bireco.factory import build_encoder
 from bireco.models.backbone import BackboneSpec, load_backbone, read_artifact_meta
 from bireco.pipeline import run_pipeline
 from tests.helpers import compose_cfg

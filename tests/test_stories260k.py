@@ -48,7 +48,8 @@ def test_both_pipelines_train_from_the_pretrained_weights(stories: dict[str, Pat
 def test_eval_export_and_reconstruct_run_on_it(stories: dict[str, Path], tmp_path: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
-    from bireco.eval.runner import load_encoder, resolve_model, run_eval
+    from bireco.eval.models import load_encoder, resolve_model
+    from bireco.eval.runner import run_eval
     from bireco.export import export_run
     from bireco.reconstruct.cli import run
 

@@ -10,10 +10,9 @@ cache by model + task name only and returns a stale score for a changed file any
 
 from __future__ import annotations
 
-import gzip
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,20 @@ from mteb.abstasks import (
 from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 from mteb.abstasks.task_metadata import TaskMetadata
 
-from bireco.data.formats import field_message, parse_json_object
-from bireco.errors import UserError
+from bireco.data.formats import field_message
+from bireco.eval.task_files import (
+    STS_RANGE,
+    TaskFormatError,
+    data_files,
+    detect_kind,
+    find_file,
+    is_training_pairs,
+    iter_rows,
+    key_field,
+    open_text,
+    preview,
+    text_field,
+)
 from bireco.utils.io import sha256_files
 
 log = logging.getLogger(__name__)
@@ -49,120 +60,6 @@ _SPECS: dict[str, tuple[type[AbsTask], str, str]] = {
     "Clustering": (AbsTaskClustering, "v_measure", "t2c"),
 }
 
-LAYOUTS = """expected one of these layouts (any file may also be gzipped, e.g. corpus.jsonl.gz):
-  Retrieval (BEIR): corpus.jsonl {"_id","title","text"} + queries.jsonl {"_id","text"}
-                    + qrels.tsv with header query-id<TAB>corpus-id<TAB>score
-  STS:                test.jsonl {"sentence1","sentence2","score"}
-  PairClassification: test.jsonl {"sentence1","sentence2","label"} (label 0/1)
-  Reranking:          test.jsonl {"query","positive":[...],"negative":[...]}
-  Classification:     train.jsonl + test.jsonl {"text","label"}
-  (Clustering is declared: clustering_task(file, name) or discover_tasks(root, clustering=[folder]))"""
-
-STS_RANGE = (0.0, 5.0)
-_DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".tsv", ".tsv.gz")
-
-
-class TaskFormatError(UserError, ValueError):
-    """A local task folder or one of its rows does not match any expected layout."""
-
-
-def _find(folder: Path, name: str) -> Path | None:
-    """`name` or `name.gz` in `folder` (the plain file wins)."""
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _open(path: Path) -> Any:
-    return gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else open(path, encoding="utf-8")
-
-
-def _rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(`file:line`, JSON object) for every non-blank line: the location goes into every error message."""
-    with (gzip.open if path.name.endswith(".gz") else open)(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            where = f"{path}:{lineno}"
-            yield where, parse_json_object(raw.rstrip(b"\r\n"), where, TaskFormatError)
-
-
-def _first_row(path: Path) -> tuple[str, dict[str, Any]]:
-    """(`file:line`, object) of the first non-blank line."""
-    for where, row in _rows(path):
-        return where, row
-    raise TaskFormatError(f"{path}: no rows (empty file)")
-
-
-def _text(row: dict[str, Any], key: str, where: str, allow_empty: bool = False) -> str:
-    value = row.get(key)
-    if not isinstance(value, str):
-        got = "missing" if value is None else f"a {type(value).__name__}"
-        raise TaskFormatError(field_message(where, key, f"must be a string, got {got}"))
-    if not allow_empty and not value.strip():
-        raise TaskFormatError(field_message(where, key, "is empty"))
-    return value
-
-
-def _key(row: dict[str, Any], key: str, where: str) -> str:
-    """An id or a label: a non-empty string or an integer, as a string."""
-    value = row.get(key)
-    if isinstance(value, bool) or not isinstance(value, str | int) or str(value) == "":
-        raise TaskFormatError(field_message(where, key, f"must be a non-empty string or integer, got {value!r}"))
-    return str(value)
-
-
-def _preview(items: list[str], n: int = 10) -> str:
-    """A short list for an error message."""
-    return str(items[:n])[:-1] + f", ... ({len(items)} in all)]" if len(items) > n else str(items)
-
-
-def _data_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(_DATA_SUFFIXES))
-
-
-def _is_training_pairs(folder: Path) -> bool:
-    """Only training files with `{"query","positive": str}` rows: data for training, not an evaluation task."""
-    files = _data_files(folder)
-    if not files or not all(f.name.startswith("train.") and f.name.endswith((".jsonl", ".jsonl.gz")) for f in files):
-        return False
-    try:
-        rows = [_first_row(f)[1] for f in files]
-    except TaskFormatError:
-        return False
-    return all(isinstance(r.get("query"), str) and isinstance(r.get("positive"), str) for r in rows)
-
-
-def detect_kind(folder: Path) -> str:
-    """The kind of a task folder (never Clustering: that is declared), from its file names and first row."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise TaskFormatError(f"{folder}: not a folder")
-    beir = {n: _find(folder, n) for n in ("corpus.jsonl", "queries.jsonl", "qrels.tsv")}
-    found = sorted(p.name for p in folder.iterdir() if p.is_file())
-    if all(beir.values()):
-        return "Retrieval"
-    if any(beir.values()):
-        missing = [n for n, p in beir.items() if p is None]
-        raise TaskFormatError(f"{folder}: incomplete BEIR folder, missing {missing}; files found: {found}\n{LAYOUTS}")
-    test = _find(folder, "test.jsonl")
-    if test is not None:
-        first, row = _first_row(test)
-        keys = set(row)
-        if {"sentence1", "sentence2", "score"} <= keys:
-            return "STS"
-        if {"sentence1", "sentence2", "label"} <= keys:
-            return "PairClassification"
-        if {"query", "positive", "negative"} <= keys:
-            return "Reranking"
-        if {"text", "label"} <= keys and _find(folder, "train.jsonl") is not None:
-            return "Classification"
-        hint = f"; its first row, {first}, has fields {sorted(keys)}"
-    else:
-        hint = " (a training-pairs folder is not an evaluation task)" if _is_training_pairs(folder) else ""
-    raise TaskFormatError(f"{folder}: matches no task layout{hint}; files found: {found}\n{LAYOUTS}")
-
 
 def _split(corpus: dict, queries: dict, qrels: dict, top_ranked: dict | None) -> dict[str, dict[str, Any]]:
     """mteb 2.x retrieval layout: {"default": {"test": RetrievalSplitData}}, `id` columns, qrels as dicts."""
@@ -179,25 +76,29 @@ def _read_beir(path: Path, with_title: bool) -> tuple[dict[str, list[str]], dict
     """Columns `id`, `text` (and `title`) of a BEIR corpus or queries file, and the `file:line` of each id."""
     cols: dict[str, list[str]] = {"id": [], "text": [], "title": []} if with_title else {"id": [], "text": []}
     lines: dict[str, str] = {}
-    for where, row in _rows(path):
-        key = _key(row, "_id", where)
+    for where, row in iter_rows(path):
+        key = key_field(row, "_id", where)
         if key in lines:
             raise TaskFormatError(field_message(where, "_id", f"{key!r} repeats the id of {lines[key]}"))
         lines[key] = where
         cols["id"].append(key)
-        cols["text"].append(_text(row, "text", where))
+        cols["text"].append(text_field(row, "text", where))
         if with_title:
-            cols["title"].append(_text(row, "title", where, allow_empty=True) if row.get("title") is not None else "")
+            cols["title"].append(
+                text_field(row, "title", where, allow_empty=True) if row.get("title") is not None else ""
+            )
     return cols, lines
 
 
 def _load_retrieval(folder: Path) -> dict[str, dict[str, Any]]:
-    corpus_path, queries_path, qrels_path = (_find(folder, n) for n in ("corpus.jsonl", "queries.jsonl", "qrels.tsv"))
+    corpus_path, queries_path, qrels_path = (
+        find_file(folder, n) for n in ("corpus.jsonl", "queries.jsonl", "qrels.tsv")
+    )
     assert corpus_path and queries_path and qrels_path  # detect_kind checked them
     corpus, doc_ids = _read_beir(corpus_path, with_title=True)
     queries, query_lines = _read_beir(queries_path, with_title=False)
     qrels: dict[str, dict[str, int]] = {}
-    with _open(qrels_path) as fh:
+    with open_text(qrels_path) as fh:
         header = fh.readline().rstrip("\r\n").split("\t")
         if header != ["query-id", "corpus-id", "score"]:
             raise TaskFormatError(f"{qrels_path}:1: header must be query-id<TAB>corpus-id<TAB>score, got {header}")
@@ -227,16 +128,16 @@ def _load_retrieval(folder: Path) -> dict[str, dict[str, Any]]:
 
 def _load_reranking(folder: Path) -> dict[str, dict[str, Any]]:
     """Each row's candidates become documents of that query only (mteb's `top_ranked`), positives relevance 1."""
-    path = _find(folder, "test.jsonl")
+    path = find_file(folder, "test.jsonl")
     assert path is not None
     corpus: dict[str, list[str]] = {"id": [], "text": []}
     queries: dict[str, list[str]] = {"id": [], "text": []}
     qrels: dict[str, dict[str, int]] = {}
     top_ranked: dict[str, list[str]] = {}
-    for i, (where, row) in enumerate(_rows(path)):
+    for i, (where, row) in enumerate(iter_rows(path)):
         qid = f"q{i}"
         queries["id"].append(qid)
-        queries["text"].append(_text(row, "query", where))
+        queries["text"].append(text_field(row, "query", where))
         qrels[qid], top_ranked[qid] = {}, []
         for field, relevance in (("positive", 1), ("negative", 0)):
             docs = row.get(field)
@@ -259,12 +160,12 @@ def _load_reranking(folder: Path) -> dict[str, dict[str, Any]]:
 
 def _load_pairs(folder: Path, target: str, sts_range: tuple[float, float]) -> DatasetDict:
     """STS (`target`="score", checked against the declared range) or PairClassification (`target`="label", 0/1)."""
-    path = _find(folder, "test.jsonl")
+    path = find_file(folder, "test.jsonl")
     assert path is not None
     cols: dict[str, list[Any]] = {"sentence1": [], "sentence2": [], "score" if target == "score" else "labels": []}
-    for where, row in _rows(path):
-        cols["sentence1"].append(_text(row, "sentence1", where))
-        cols["sentence2"].append(_text(row, "sentence2", where))
+    for where, row in iter_rows(path):
+        cols["sentence1"].append(text_field(row, "sentence1", where))
+        cols["sentence2"].append(text_field(row, "sentence2", where))
         value = row.get(target)
         if target == "score":
             lo, hi = sts_range
@@ -285,9 +186,9 @@ def _load_pairs(folder: Path, target: str, sts_range: tuple[float, float]) -> Da
 def _labelled(path: Path) -> tuple[list[str], list[str], list[str]]:
     """Texts, labels (as strings) and the `file:line` of each `{"text","label"}` row."""
     texts, labels, wheres = [], [], []
-    for where, row in _rows(path):
-        texts.append(_text(row, "text", where))
-        labels.append(_key(row, "label", where))
+    for where, row in iter_rows(path):
+        texts.append(text_field(row, "text", where))
+        labels.append(key_field(row, "label", where))
         wheres.append(where)
     if not texts:
         raise TaskFormatError(f"{path}: no rows (empty file)")
@@ -296,7 +197,7 @@ def _labelled(path: Path) -> tuple[list[str], list[str], list[str]]:
 
 def _load_classification(folder: Path) -> DatasetDict:
     """Labels become a ClassLabel (ints, names kept): mteb's binary AP metric fails on string labels."""
-    train_path, test_path = _find(folder, "train.jsonl"), _find(folder, "test.jsonl")
+    train_path, test_path = find_file(folder, "train.jsonl"), find_file(folder, "test.jsonl")
     assert train_path is not None and test_path is not None
     train_texts, train_labels, _ = _labelled(train_path)
     test_texts, test_labels, test_wheres = _labelled(test_path)
@@ -305,7 +206,7 @@ def _load_classification(folder: Path) -> DatasetDict:
         if label not in names:
             raise TaskFormatError(
                 field_message(
-                    where, "label", f"{label!r} never occurs in {train_path} (labels there: {_preview(names)})"
+                    where, "label", f"{label!r} never occurs in {train_path} (labels there: {preview(names)})"
                 )
             )
     features = Features({"text": Value("string"), "label": ClassLabel(names=names)})
@@ -358,13 +259,13 @@ def load_local_task(
     kind = kind or detect_kind(folder)
     name = name or folder.name
     if kind == "Clustering":
-        test = _find(folder, "test.jsonl")
+        test = find_file(folder, "test.jsonl")
         if test is None:
             raise TaskFormatError(f"{folder}: declared as Clustering but has no test.jsonl[.gz] with text/label rows")
         return clustering_task(test, name)
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    files = _data_files(folder)
+    files = data_files(folder)
     loaders: dict[str, Callable[[], Any]] = {
         "Retrieval": lambda: _load_retrieval(folder),
         "Reranking": lambda: _load_reranking(folder),
@@ -398,9 +299,9 @@ def discover_tasks(root: Path, clustering: Sequence[str] = ()) -> list[AbsTask]:
         raise TaskFormatError(f"{root}: eval data root is not a folder")
     tasks: list[AbsTask] = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        if not _data_files(folder):
+        if not data_files(folder):
             continue
-        if _is_training_pairs(folder):
+        if is_training_pairs(folder):
             log.info("%s: training pairs, not an evaluation task; skipped", folder)
             continue
         tasks.append(load_local_task(folder))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
 from typing import Any
@@ -24,95 +23,17 @@ from bireco.errors import HubUnreachable, hub_access
 from bireco.eval.contamination import contamination_by_task
 from bireco.eval.local_tasks import discover_tasks, task_category
 from bireco.eval.matryoshka import TruncatedEncoder
+from bireco.eval.models import load_encoder, resolve_model, weights_hash
 from bireco.eval.mteb_wrapper import MtebEncoder
 from bireco.eval.prompt_check import check_prompts
-from bireco.models.encoder import TextEncoder
-from bireco.runs import Run, RunError, read_artifact_meta
-from bireco.utils.io import atomic_write_json, sha256_files, sha256_text
+from bireco.runs import Run, read_artifact_meta
+from bireco.utils.io import atomic_write_json, sha256_text
 
 log = logging.getLogger(__name__)
 
 
 class EvalDataError(HubUnreachable):
     """A task's data could not be fetched from the hub (nor found in the datasets cache)."""
-
-
-@dataclass
-class EvalModel:
-    """What is evaluated, and where it came from."""
-
-    path: str  # weights: hub name, folder or stage artifact
-    template: dict[str, Any]
-    pooling: str
-    max_length: int
-    dtype: str = "float32"
-    provenance: dict[str, Any] = field(default_factory=dict)
-    attention: str | None = None  # None = what the artifact records (`causal` when it records none)
-
-
-def weights_hash(path: str, revision: str | None = None) -> str:
-    """Content hash of the weights an artifact stands for (adapter + its base, recursively); hub names hash as
-    name@revision (pin a commit to make that exact)."""
-    p = Path(path)
-    if not p.is_dir():
-        return sha256_text(f"{path}@{revision or 'main'}")
-    files = [f for f in p.iterdir() if f.suffix in (".safetensors", ".bin")]
-    own = sha256_files(files)
-    meta = read_artifact_meta(p)
-    if meta and meta.get("kind") == "adapter":
-        return sha256_text(own + weights_hash(meta["base"], meta.get("base_revision")))
-    return own
-
-
-def resolve_model(cfg: DictConfig) -> EvalModel:
-    """`run_dir=` (a pipeline output), `artifact=` (a stage artifact) or the `model` preset (a base model)."""
-    if cfg.run_dir:
-        run = Run(cfg.run_dir)
-        try:
-            results, run_cfg = run.finished_results(), run.config()
-        except RunError as e:
-            raise FileNotFoundError(str(e)) from None
-        return EvalModel(
-            results["final_artifact"],
-            run_cfg["template"],
-            run_cfg["pooling"]["name"],
-            int(run_cfg["model"]["max_length"]),
-            cfg.model.dtype,
-            {k: results[k] for k in ("pipeline", "stages", "seed")} | {"run_dir": str(run.path)},
-            attention=run_cfg["model"].get("attention"),
-        )
-    path = cfg.artifact or cfg.model.pretrained
-    if not path:
-        raise ValueError(
-            "say what to evaluate: run_dir=<pipeline output>, artifact=<stage artifact> or a model "
-            "preset with model.pretrained set"
-        )
-    meta = read_artifact_meta(path) if cfg.artifact else None
-    if meta and isinstance(meta.get("template"), dict):
-        # an artifact is evaluated with the template, pooling and length it was trained with
-        return EvalModel(
-            str(path),
-            meta["template"],
-            meta["pooling"],
-            int(meta["max_length"]),
-            cfg.model.dtype,
-            {"artifact_stage": meta.get("stage")},
-        )
-    return EvalModel(
-        str(path),
-        OmegaConf.to_container(cfg.template, resolve=True),
-        cfg.pooling.name,
-        int(cfg.model.max_length),
-        cfg.model.dtype,
-        {"model_preset": cfg.model.name},
-        attention=cfg.model.get("attention", "causal"),
-    )
-
-
-def load_encoder(m: EvalModel, revision: str | None = None) -> TextEncoder:
-    return TextEncoder.from_artifact(
-        m.path, m.template, m.pooling, m.max_length, m.dtype, revision, attention=m.attention
-    )
 
 
 def resolve_tasks(ecfg: DictConfig, run_cfg_data_root: Path | None = None) -> tuple[list, dict[str, str]]:

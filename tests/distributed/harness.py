@@ -164,7 +164,7 @@ def run_scenario(scenario: Scenario, base: Path, world: int, rank: int) -> dict[
     from torch.utils.data import DataLoader
 
     from bireco.data.collate import PairCollator
-    from bireco.lit.factory import build_encoder, build_module
+    from bireco.factory import build_encoder, build_module
     from tests.helpers import compose_cfg
 
     cfg = compose_cfg(

@@ -279,7 +279,7 @@ def test_in_training_mteb_probe_logs_mteb_scores(tmp_path: Path, bireco_cache: s
 
 
 def test_an_artifact_is_evaluated_with_the_template_it_was_trained_with(tmp_path: Path) -> None:
-    from bireco.eval.runner import resolve_model
+    from bireco.eval.models import resolve_model
     from bireco.utils.io import atomic_write_json
 
     template = {

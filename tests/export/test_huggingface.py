@@ -53,7 +53,7 @@ def test_merged_model_and_adapter_on_its_base_reproduce_the_final_model(exported
 def test_merged_folder_is_a_bireco_artifact_with_its_template(exported_run) -> None:
     from omegaconf import OmegaConf
 
-    from bireco.eval.runner import resolve_model
+    from bireco.eval.models import resolve_model
 
     merged = exported_run.export / "hf" / "merged"
     cfg = OmegaConf.create({"run_dir": None, "artifact": str(merged), "model": {"dtype": "float32"}})

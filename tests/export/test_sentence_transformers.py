@@ -86,7 +86,7 @@ def test_same_embeddings_as_the_bireco_encoder(exported_run) -> None:
     from omegaconf import OmegaConf
     from sentence_transformers import SentenceTransformer
 
-    from bireco.eval.runner import load_encoder, resolve_model
+    from bireco.eval.models import load_encoder, resolve_model
 
     st = SentenceTransformer(str(exported_run.export), device="cpu", local_files_only=True)
     cfg = OmegaConf.create({"run_dir": str(exported_run.run), "artifact": None, "model": {"dtype": "float32"}})

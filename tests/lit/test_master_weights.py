@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from bireco.data.prepare import prepare_data
-from bireco.lit.factory import build_trainer_and_module, load_dtype
+from bireco.factory import build_trainer_and_module, load_dtype
 from bireco.models.tiny import TinyLlamaSpec, build_tiny_model, train_tokenizer
 from tests.helpers import compose_cfg
 
@@ -124,7 +124,7 @@ def test_bf16_weights_lose_most_of_the_update(bf16_model: str, tmp_path: Path) -
 
 
 def test_lora_stage_keeps_a_bf16_base_and_fp32_adapters(bf16_model: str, tmp_path: Path) -> None:
-    from bireco.lit.factory import build_encoder
+    from bireco.factory import build_encoder
 
     cfg = _cfg("gpu", bf16_model)
     enc = build_encoder(cfg, cfg.stages.contrastive, bf16_model)

@@ -14,11 +14,11 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from bireco.config import ConfigError, build_objective, check_candidate_pool, stage_max_steps, stage_strategy
 from bireco.data.collate import PairCollator
 from bireco.data.datamodule import PairDataModule
 from bireco.data.prepare import PreparedData
 from bireco.distributed import build_strategy, strategy_name
+from bireco.errors import ConfigError
 from bireco.lit.callbacks import MtebProbe, ParamCounts, RetrievalProbe
 from bireco.lit.compute import ComputeReport
 from bireco.lit.fault_tolerance import AtomicCheckpointIO, FaultInjection, FiniteGuard, PreemptionCheckpoint, RngState
@@ -28,6 +28,7 @@ from bireco.models.backbone import BackboneSpec, load_backbone
 from bireco.models.encoder import TextEncoder
 from bireco.models.templates import Template
 from bireco.reconstruct.generate import DecodeConfig
+from bireco.stage_settings import build_objective, check_candidate_pool, stage_max_steps, stage_strategy
 from bireco.utils.tracking import wandb_mode
 
 log = logging.getLogger(__name__)
