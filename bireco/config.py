@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
 from bireco.errors import ConfigError
 from bireco.models.attention import ATTENTION_MODES
@@ -29,9 +29,11 @@ from bireco.stage_settings import (
     build_objective,
     check_candidate_pool,
     check_optimizer,
+    check_stage_loop,
     stage_max_steps,
     stage_strategy,
 )
+from bireco.utils.checks import is_number, positive_int
 
 METHOD_ORDER = ("reconstruction", "contrastive")  # the method's stages, in the order they run
 WARMUP = "warmup"  # the tiny preset's warm-up: runs before the pipeline, never in it
@@ -46,14 +48,6 @@ log = logging.getLogger(__name__)
 
 # Lightning precisions that cast the module's parameters themselves: full fine-tuning would step bf16/fp16 weights
 LOW_PRECISION_WEIGHTS = ("bf16-true", "16-true", "bf16", "16", "half", "transformer-engine")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _check_pipeline(cfg: DictConfig) -> list[str]:
@@ -109,28 +103,16 @@ def _check_peft(name: str, peft: DictConfig) -> None:
         return
     if not peft.get("target_modules"):
         raise ConfigError(f"{where}: LoRA needs target_modules (model.lora_target_modules)")
-    if not _positive_int(peft.get("r")):
+    if not positive_int(peft.get("r")):
         raise ConfigError(f"{where}.r (LoRA rank) must be a positive integer, got {peft.get('r')!r}")
-    if not _is_number(peft.get("alpha")) or peft.alpha <= 0:
+    if not is_number(peft.get("alpha")) or peft.alpha <= 0:
         raise ConfigError(f"{where}.alpha (LoRA scaling) must be a positive number, got {peft.get('alpha')!r}")
-    if not _is_number(peft.get("dropout")) or not 0.0 <= peft.dropout < 1.0:
+    if not is_number(peft.get("dropout")) or not 0.0 <= peft.dropout < 1.0:
         raise ConfigError(f"{where}.dropout must be a number in [0, 1), got {peft.get('dropout')!r}")
 
 
 def _check_stage(name: str, st: DictConfig) -> None:
-    missing = [k for k in st if OmegaConf.is_missing(st, k)]
-    if missing:
-        raise ConfigError(
-            f"stages.{name}: {', '.join(missing)} not set (???); the model preset sets them per model size "
-            f"(stages.{name}.<key>: in conf/model/<preset>.yaml), or set stages.{name}.{missing[0]}=..."
-        )
-    if not _positive_int(st.get("max_steps")):
-        raise ConfigError(
-            f"stages.{name}.max_steps must be a positive number of optimizer steps, got {st.max_steps!r}"
-        )
-    for key in ("batch_size", "accumulate_grad_batches"):
-        if not _positive_int(st.get(key)):
-            raise ConfigError(f"stages.{name}.{key} must be a positive integer, got {st.get(key)!r}")
+    check_stage_loop(name, st)
     _check_peft(name, st.peft)
     build_objective(name, st)
     check_optimizer(name, st)
@@ -150,7 +132,7 @@ def _check_model(cfg: DictConfig) -> None:
             f"model.master_dtype={m.get('master_dtype')!r}: full fine-tuning keeps float32 master weights (AdamW on "
             "bf16 weights loses most updates at lr 4e-5); model.dtype sets the frozen weights' dtype"
         )
-    if not _positive_int(m.max_length):
+    if not positive_int(m.max_length):
         raise ConfigError(f"model.max_length must be a positive integer, got {m.max_length!r}")
     if m.get("attention", "causal") not in ATTENTION_MODES:
         raise ConfigError(

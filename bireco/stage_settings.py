@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import MISSING, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from bireco.errors import ConfigError
+from bireco.utils.checks import positive_int
 
 if TYPE_CHECKING:
     from bireco.losses.objective import Objective
@@ -151,3 +153,73 @@ def check_candidate_pool(stage: DictConfig, world_size: int | None) -> None:
             "stages.contrastive.pool=micro_batch to accept the smaller pool"
         )
     log.warning("stages.contrastive.pool=micro_batch: with %s each query is scored against %s", why, sizes)
+
+
+# the keys of a stage config that become objects (or LoRA / GradCache settings) rather than loop settings
+OBJECT_KEYS = ("loss", "optimizer", "scheduler", "peft", "grad_cache")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageLoop:
+    """The schema of a stage's loop settings — every key of `stages.<name>` but its objects (`OBJECT_KEYS`);
+    building one from the config is their one check, and an unknown key (a `+stages.x.batchsize=...` typo)
+    is refused instead of ignored.
+
+    Attributes:
+        batch_size / accumulate_grad_batches: per device; the optimizer step is their product x ranks.
+        max_steps: optimizer steps (or `budget_of`: the sum of those stages' max_steps).
+        val_check_interval / checkpoint_every_n_steps: in optimizer steps.
+        with_negatives: collate the rows' hard negatives; probe: run the training probes.
+        strategy: this stage's own Lightning strategy (None = `trainer.strategy`).
+        init_from: the stage it must start from (checked against the pipeline's order).
+        budget_of: stages whose steps this one spends (`pipeline=baseline_budget`).
+        pool: which candidates a contrastive query is scored against (`bireco.stage_settings.check_candidate_pool`).
+    """
+
+    batch_size: int
+    accumulate_grad_batches: int
+    max_steps: int
+    val_check_interval: int | float
+    checkpoint_every_n_steps: int
+    with_negatives: bool
+    probe: bool
+    strategy: Any = None
+    init_from: str | None = None
+    budget_of: list[str] | None = None
+    pool: str | None = None
+
+    def __post_init__(self) -> None:
+        if not positive_int(self.max_steps):
+            raise ValueError(f"max_steps must be a positive number of optimizer steps, got {self.max_steps!r}")
+        for key in ("batch_size", "accumulate_grad_batches", "checkpoint_every_n_steps"):
+            if not positive_int(getattr(self, key)):
+                raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
+        interval = self.val_check_interval
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
+            raise ValueError(f"val_check_interval must be a positive number of steps, got {interval!r}")
+        for key in ("with_negatives", "probe"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}")
+
+
+def check_stage_loop(name: str, stage: DictConfig) -> StageLoop:
+    """`stages.<name>`'s loop settings through their schema; a missing (`???`), unknown or bad one is a
+    ConfigError naming `stages.<name>.<key>`."""
+    missing = [k for k in stage if OmegaConf.is_missing(stage, k)]
+    if missing:
+        raise ConfigError(
+            f"stages.{name}: {', '.join(missing)} not set (???); the model preset sets them per model size "
+            f"(stages.{name}.<key>: in conf/model/<preset>.yaml), or set stages.{name}.{missing[0]}=..."
+        )
+    settings = {k: v for k, v in OmegaConf.to_container(stage, resolve=True).items() if k not in OBJECT_KEYS}
+    known = {f.name for f in fields(StageLoop)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(f"stages.{name}: unknown setting(s) {unknown}; a stage's settings are {sorted(known)}")
+    absent = sorted(f.name for f in fields(StageLoop) if f.default is MISSING and f.name not in settings)
+    if absent:
+        raise ConfigError(f"stages.{name}: missing setting(s) {absent}")
+    try:
+        return StageLoop(**settings)
+    except ValueError as e:
+        raise ConfigError(f"stages.{name}.{e}") from e

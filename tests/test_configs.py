@@ -460,3 +460,19 @@ def test_a_stage_setting_no_preset_sets_is_named() -> None:
     cfg = compose_cfg(["stages.contrastive.batch_size=???"])
     with pytest.raises(ConfigError, match=r"^stages.contrastive: batch_size not set \(\?\?\?\); the model preset"):
         validate_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+stages.contrastive.batchsize=3", r"^stages.contrastive: unknown setting\(s\) \['batchsize'\]; a stage's"),
+        ("stages.contrastive.val_check_interval=0", r"^stages.contrastive.val_check_interval must be a positive"),
+        ("stages.reconstruction.probe=3", r"^stages.reconstruction.probe must be true or false, got 3$"),
+        ("~stages.reconstruction.with_negatives", r"^stages.reconstruction: missing setting\(s\) \['with_negatives'\]$"),
+    ],
+)
+def test_a_stage_s_loop_settings_go_through_their_schema(override: str, message: str) -> None:
+    """Every key of a stage but its objects is a field of `StageLoop`: a typo added with `+` is refused, not
+    ignored, and each value has one check."""
+    with pytest.raises(ConfigError, match=message):
+        validate_config(compose_cfg([override]))

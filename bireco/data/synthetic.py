@@ -13,93 +13,15 @@ import logging
 import math
 import os
 import random
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from bireco.data.world_vocabulary import ATTRS, CODAS, ONSETS, OPTIONAL_ATTRS, RESERVED, VOWELS
 
 logger = logging.getLogger(__name__)
 
 SOURCES: tuple[str, ...] = ("fact_qa", "entity_search", "paraphrase")
 
-_ONSETS = ("b", "br", "d", "dr", "f", "g", "h", "k", "kl", "l", "m", "n", "p", "r", "s", "st", "t", "th", "v", "z")
-_VOWELS = ("a", "e", "i", "o", "u", "ai", "ei", "ou", "ia")
-_CODAS = ("n", "r", "l", "s", "m", "th", "sk", "nd", "x", "rn")
-_OPTIONAL_ATTRS = ("instrument", "pet")
-
-# Per attribute, "|"-separated: values; doc sentences ({s} subject, {ps} possessive, {v} value, {av} value with
-# article); questions and keyword queries ({n} full name, {p} profession used as a descriptor).
-_RAW_ATTRS: dict[str, tuple[str, str, str, str]] = {
-    "profession": (
-        "architect|baker|cartographer|chemist|dentist|electrician|engineer|florist|geologist|historian|illustrator|"
-        "journalist|librarian|locksmith|nurse|pharmacist|photographer|pilot|potter|surveyor|tailor|translator|"
-        "veterinarian|watchmaker",
-        "{s} works as {av}.|{s} is {av} by trade.|By profession, {s} is {av}.|{s} earns a living as {av}.",
-        "What does {n} do for a living?|What is the occupation of {n}?|What job does {n} have?|"
-        "Which trade does {n} practise?",
-        "{n} job title occupation|{n} profession career trade|what {n} does for work",
-    ),
-    "city": (
-        "Brackenford|Dunmarrow|Eastwyn|Fallowgate|Glenhaven|Harrowick|Ironmere|Kestrelton|Larkspur|Mossbridge|"
-        "Northfold|Oakhollow|Pinecrest|Quillmere|Ravenscar|Saltmarsh|Thornbury|Umberlee|Varenholt|Yarrowby|Zephyrdale",
-        "{s} lives in {v}.|{s} has made a home in the town of {v}.|{ps} hometown is {v}.|"
-        "These days {s} resides in {v}.|{s} moved to {v} and never left.",
-        "Where does {n} live?|Which city is home to the {p} {n}?|What is the hometown of {n}?|"
-        "In which town does {n} reside?|Where is {n} based these days?",
-        "{n} home city residence|{p} {n} hometown|where {n} lives now",
-    ),
-    "year": (
-        "|".join(str(year) for year in range(1950, 2005)),
-        "{s} was born in {v}.|{s} came into the world in {v}.|{ps} year of birth is {v}.|"
-        "Records show {s} was born in {v}.",
-        "When was {n} born?|In what year was the {p} {n} born?|What is the birth year of {n}?|"
-        "Which year did {n} come into the world?",
-        "{n} birth year born|{p} {n} year of birth|{n} date of birth year",
-    ),
-    "employer": (
-        "Brightwell Labs|Copperfield Logistics|Dovetail Studios|Everglow Energy|Foxglove Press|Granite Peak Bank|"
-        "Harbourline Shipping|Ironbark Construction|Juniper Health|Kingfisher Airways|Lanternworks|Meadowlark Foods|"
-        "Nightjar Software|Orchard Mutual|Pebblestone Museum|Quarry Hill School|Riverbend Hospital|"
-        "Silverleaf Hotels|Tidewater Observatory|Willowmere Library",
-        "{s} is employed by {v}.|{s} works at {v}.|{ps} employer is {v}.|{s} joined {v} some years ago.",
-        "Who employs {n}?|Which company does {n} work for?|Where is the {p} {n} employed?|"
-        "Which organisation pays the salary of {n}?",
-        "{n} employer company name|{p} {n} workplace organisation|who {n} works for",
-    ),
-    "colour": (
-        "amber|crimson|teal|ochre|violet|scarlet|emerald|indigo|saffron|turquoise|magenta|maroon|olive|silver|"
-        "charcoal|coral",
-        "{ps} favourite colour is {v}.|{s} loves anything painted {v}.|{s} always wears something {v}.|"
-        "Friends know that {s} adores the colour {v}.",
-        "What is the favourite colour of {n}?|Which colour does {n} like best?|What colour does the {p} {n} prefer?",
-        "{n} favourite colour preference|{p} {n} favorite color",
-    ),
-    "instrument": (
-        "accordion|bassoon|cello|clarinet|banjo|harp|harmonica|mandolin|oboe|piano|trombone|trumpet|ukulele|viola|"
-        "xylophone|flute",
-        "{s} plays the {v}.|In the evenings, {s} practises the {v}.|Since childhood, {s} has played the {v}.|"
-        "{ps} instrument of choice is the {v}.",
-        "Which instrument does {n} play?|What musical instrument does the {p} {n} practise?|"
-        "Does {n} play any instrument, and which one?",
-        "{n} musical instrument played|{p} {n} instrument",
-    ),
-    "pet": (
-        "parrot|tortoise|ferret|iguana|hedgehog|rabbit|goldfish|beagle|tabby cat|chinchilla|gecko|canary|hamster|"
-        "corgi|axolotl|cockatoo",
-        "{s} keeps {av} as a pet.|{s} shares the house with {av}.|{ps} pet is {av}.|{s} adopted {av} last spring.",
-        "What kind of pet does {n} have?|Which animal lives with the {p} {n}?|What species is the pet of {n}?",
-        "{n} pet animal species|{p} {n} pet",
-    ),
-}
-_ATTRS: dict[str, dict[str, tuple[str, ...]]] = {
-    attr: {
-        key: tuple(part.split("|")) for key, part in zip(("values", "doc", "question", "keyword"), parts, strict=True)
-    }
-    for attr, parts in _RAW_ATTRS.items()
-}
-# Words the templates and vocabularies use; generated names avoid them so name matching stays unambiguous.
-_RESERVED = {
-    w.lower() for spec in _ATTRS.values() for texts in spec.values() for t in texts for w in re.findall(r"\w+", t)
-}
 _Item = tuple[str, int, str]  # (attribute, doc template index, value)
 _HELDOUT_FILES = (  # (corpus, queries, qrels, pairs), in the order _heldout returns them
     "heldout/retrieval/corpus.jsonl",
@@ -143,8 +65,8 @@ class _Entity:
 
 def _token(rng: random.Random) -> str:
     """A pronounceable two-syllable name token (one syllable too often yields real words such as "This")."""
-    body = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(2))
-    return (body + rng.choice(_CODAS) if rng.random() < 0.6 else body).capitalize()
+    body = "".join(rng.choice(ONSETS) + rng.choice(VOWELS) for _ in range(2))
+    return (body + rng.choice(CODAS) if rng.random() < 0.6 else body).capitalize()
 
 
 def _token_pools(rng: random.Random, sizes: list[int]) -> list[list[str]]:
@@ -155,7 +77,7 @@ def _token_pools(rng: random.Random, sizes: list[int]) -> list[list[str]]:
         pool: list[str] = []
         while len(pool) < size:
             tok = _token(rng)
-            if tok not in seen and tok.lower() not in _RESERVED:
+            if tok not in seen and tok.lower() not in RESERVED:
                 seen.add(tok)
                 pool.append(tok)
         pools.append(pool)
@@ -175,14 +97,14 @@ def _families(
     Names in `exclude` are never used (held-out people get names no training person has)."""
     people: list[_Entity] = []
     for surname in surnames:
-        anchor = {a: rng.choice(spec["values"]) for a, spec in _ATTRS.items()}
+        anchor = {a: rng.choice(spec["values"]) for a, spec in ATTRS.items()}
         family: list[_Entity] = []
         while len(family) < min(size, n - len(people)):
             first = rng.choice(firsts)
             if any(p.name.startswith(first + " ") for p in family) or f"{first} {surname}" in exclude:
                 continue
-            attrs = {a: v if rng.random() < 0.5 else rng.choice(_ATTRS[a]["values"]) for a, v in anchor.items()}
-            for optional in _OPTIONAL_ATTRS:
+            attrs = {a: v if rng.random() < 0.5 else rng.choice(ATTRS[a]["values"]) for a, v in anchor.items()}
+            for optional in OPTIONAL_ATTRS:
                 if rng.random() < 0.3:
                     del attrs[optional]
             family.append(_Entity(f"{first} {surname}", rng.choice(("she", "he")), attrs))
@@ -227,17 +149,17 @@ def _render(rng: random.Random, ent: _Entity, items: list[_Item]) -> str:
         subject = ent.name if i == 0 else (ent.pronoun if rng.random() < 0.5 else ent.name.split()[0])
         possessive = {"she": "her", "he": "his"}.get(subject, f"{subject}'s")
         article = "an" if value[0] in "aeiou" else "a"
-        text = _ATTRS[attr]["doc"][tpl].format(s=subject, ps=possessive, v=value, av=f"{article} {value}")
+        text = ATTRS[attr]["doc"][tpl].format(s=subject, ps=possessive, v=value, av=f"{article} {value}")
         sentences.append(text[0].upper() + text[1:])
     return " ".join(sentences)
 
 
 def _items(rng: random.Random, ent: _Entity, attrs: list[str]) -> list[_Item]:
-    return [(a, rng.randrange(len(_ATTRS[a]["doc"])), ent.attrs[a]) for a in attrs]
+    return [(a, rng.randrange(len(ATTRS[a]["doc"])), ent.attrs[a]) for a in attrs]
 
 
 def _query(rng: random.Random, ent: _Entity, attr: str, kind: str) -> str:
-    text = rng.choice(_ATTRS[attr][kind]).format(n=ent.name, p=ent.attrs["profession"])
+    text = rng.choice(ATTRS[attr][kind]).format(n=ent.name, p=ent.attrs["profession"])
     return text[0].upper() + text[1:] if kind == "question" else text
 
 
@@ -265,7 +187,7 @@ def _paraphrase(rng: random.Random, ent: _Entity, attr: str) -> tuple[str, str, 
     second = rng.choice([a for a in ent.attrs if a != attr])
     query_items = _items(rng, ent, [attr, second])
     pos_items = [
-        (a, (t + rng.randrange(1, len(_ATTRS[a]["doc"]))) % len(_ATTRS[a]["doc"]), v) for a, t, v in query_items
+        (a, (t + rng.randrange(1, len(ATTRS[a]["doc"]))) % len(ATTRS[a]["doc"]), v) for a, t, v in query_items
     ]
     if rng.random() < 0.5:
         pos_items.reverse()
@@ -273,7 +195,7 @@ def _paraphrase(rng: random.Random, ent: _Entity, attr: str) -> tuple[str, str, 
     if sib is not None and rng.random() < 0.5:
         negative = _render(rng, sib, [(a, t, sib.attrs[a]) for a, t, _ in pos_items if a in sib.attrs])
     else:
-        wrong = rng.choice([v for v in _ATTRS[attr]["values"] if v != ent.attrs[attr]])
+        wrong = rng.choice([v for v in ATTRS[attr]["values"] if v != ent.attrs[attr]])
         negative = _render(rng, ent, [(a, t, wrong if a == attr else v) for a, t, v in pos_items])
     return _render(rng, ent, query_items), _render(rng, ent, pos_items), negative
 

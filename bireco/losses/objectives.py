@@ -19,12 +19,9 @@ from bireco.losses.reconstruction import bidirectional_reconstruction_loss
 from bireco.models.encoder import TextEncoder
 from bireco.models.flops import Pass
 from bireco.models.templates import Segment, segment_counts
+from bireco.utils.checks import positive_int
 
 ANCHORS = ("own", "shuffled")
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _roll(e: torch.Tensor | None) -> torch.Tensor | None:
@@ -52,7 +49,7 @@ class NextTokenPrediction(Objective):
     """
 
     def __init__(self, *, chunk_size: int) -> None:
-        if not _positive_int(chunk_size):
+        if not positive_int(chunk_size):
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
         self.chunk_size = chunk_size
 
@@ -106,7 +103,7 @@ class BidirectionalReconstruction(Objective):
             raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
         if anchor not in ANCHORS:
             raise ValueError(f"anchor must be one of {list(ANCHORS)}, got {anchor!r}")
-        if not _positive_int(chunk_size):
+        if not positive_int(chunk_size):
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
         self.alpha = float(alpha)
         self.detach_anchor = bool(detach_anchor)
@@ -185,7 +182,7 @@ def matryoshka_pairs(dims: Sequence[int] | None, weights: Sequence[float] | None
             raise ValueError("matryoshka_weights is set but matryoshka_dims is null")
         return None
     dims = list(dims)
-    if not dims or not all(_positive_int(d) for d in dims) or dims != sorted(set(dims)):
+    if not dims or not all(positive_int(d) for d in dims) or dims != sorted(set(dims)):
         raise ValueError(f"matryoshka_dims={dims}: a non-empty, strictly ascending list of positive integers")
     weights = [1.0] * len(dims) if weights is None else list(weights)
     ok = all(isinstance(w, int | float) and not isinstance(w, bool) and w > 0 for w in weights)

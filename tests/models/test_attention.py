@@ -239,4 +239,4 @@ def test_the_config_check_names_the_field_and_every_preset_stays_causal() -> Non
         validate_config(compose_cfg(["model.attention=sideways"]))
     validate_config(compose_cfg(["model.attention=bidirectional"]))
     presets = sorted(Path(CONF_DIR, "model").glob("*.yaml"))
-    assert len(presets) >= 7 and all(OmegaConf.load(p).attention == "causal" for p in presets)
+    assert len(presets) >= 7 and all(OmegaConf.load(p).model.attention == "causal" for p in presets)
