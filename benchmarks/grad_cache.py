@@ -2,7 +2,7 @@
 
 What GradCache buys: the plain step keeps every layer's activations for the whole batch (queries, positives and
 negatives) until the backward; GradCache keeps one chunk's at a time plus the (B, H) embeddings, for one extra
-forward pass. Each config is the real `ContrastiveModule` built by the factory from the composed config
+forward pass. Each config is the real Stage II `StageModule` built by the factory from the composed config
 (`stages.contrastive.grad_cache.chunk_size`), trained for a few steps under the Lightning Trainer, in a child
 process of its own so its peak RSS (CPU) / max_memory_allocated (CUDA) is its own.
 """

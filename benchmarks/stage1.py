@@ -1,4 +1,5 @@
-"""Stage I step: bireco's ReconstructionModule vs the straightforward reference (experiments/reference_stage1.py).
+"""Stage I step: bireco's StageModule (BidirectionalReconstruction loss) vs the straightforward reference
+(experiments/reference_stage1.py).
 
 Both sides get the same weights, the same batches and the same AdamW; a step is loss + backward + optimizer
 step. bireco's step is the real module's `training_step` (built by the real factory from the composed config);

@@ -1,4 +1,5 @@
-"""Stage II step: the real ContrastiveModule under a Lightning Trainer vs the same math in a bare PyTorch loop.
+"""Stage II step: the real StageModule (InfoNCE loss) under a Lightning Trainer vs the same math in a bare
+PyTorch loop.
 
 The ratio is framework overhead: Lightning's loop, the module's logging and the Trainer's precision plugin
 against a loop that does only encode → InfoNCE → backward → AdamW → schedule step. Both start from the same

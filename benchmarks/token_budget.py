@@ -3,7 +3,7 @@
 A fixed row count pads every chunk to its longest row and sizes memory by the worst chunk; a token budget sorts
 the global batch's rows by length and fills each chunk up to the budget, so short rows share a forward and
 long ones split. The fair comparison (the issue's): a token-budget config against the *best* fixed-row config
-whose peak memory is no higher. Every config is the real `ContrastiveModule` from the composed config, trained a
+whose peak memory is no higher. Every config is the real Stage II `StageModule` from the composed config, trained a
 few steps on the same global batches (the homogeneous, length-grouped batches training draws), in a fresh
 process of its own so its peak memory is its own.
 """

@@ -136,13 +136,11 @@ def eval_job(cfg: DictConfig) -> float | None:
     from bireco.eval.runner import run_eval
 
     hc = HydraConfig.get()
-    overrides = list(hc.overrides.task)
-    if any(o.startswith("model.pretrained=") for o in overrides) and not any(
-        o.startswith("template=") for o in overrides
-    ):
+    keys = {o.lstrip("+~").partition("=")[0] for o in hc.overrides.task}
+    if "model.pretrained" in keys and not keys & {"model", "template"}:
         raise UserError(
-            "model.pretrained= names a plain model: also name its chat template, template=llama3|qwen2|mistral|plain "
-            "(a bireco stage artifact records its own: artifact=DIR)"
+            "model.pretrained= names a plain model: also name its chat template, template=llama3|qwen2|mistral|plain, "
+            "or the preset it is a copy of (model=llama3.2-1b); a bireco stage artifact records its own: artifact=DIR"
         )
     summary = run_eval(cfg, hc.runtime.output_dir)
     average = summary["average"]
@@ -159,12 +157,14 @@ evaluate = hydra_app("eval", eval_job, "bireco-eval")
 
 
 def export_job(cfg: DictConfig) -> str:
+    """`bireco-export`: a finished run as a sentence-transformers folder (+ HF formats, model card)."""
     from bireco.export.cli import run_export
 
     return run_export(cfg)
 
 
 def encode_job(cfg: DictConfig) -> Path:
+    """`bireco-encode`: a .jsonl(.gz) of texts -> a .npy of embeddings, streamed."""
     from bireco.encode import run_encode
 
     return run_encode(cfg)
@@ -225,6 +225,7 @@ def table(argv: list[str] | None = None) -> None:
     """`bireco-table`: the comparison table (md / tex / csv) and plots of a runs folder."""
     from bireco.results.cli import table_main
 
+    console_environment()
     table_main(argv)
 
 
@@ -232,6 +233,7 @@ def report(argv: list[str] | None = None) -> None:
     """`bireco-report`: the demo's comparison of pipelines over seeds (a folder of runs)."""
     from bireco.results.cli import report_main
 
+    console_environment()
     report_main(argv)
 
 
@@ -239,6 +241,7 @@ def sweep_plan(argv: list[str] | None = None) -> None:
     """`bireco-sweep-plan`: compose and validate every job of a sweep, print settings and resources."""
     from bireco.sweep_plan import main
 
+    console_environment()
     main(argv)
 
 
@@ -246,4 +249,5 @@ def consolidate(argv: list[str] | None = None) -> None:
     """`bireco-consolidate CHECKPOINT OUT`: a sharded (FSDP / DeepSpeed) checkpoint -> one .ckpt file."""
     from bireco.distributed import main
 
+    console_environment()
     main(["consolidate", *(sys.argv[1:] if argv is None else argv)])

@@ -17,7 +17,6 @@ How the config says things, so "contradictory" has one meaning:
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig
@@ -43,8 +42,6 @@ DATA_KINDS = ("synthetic", "local")
 ON_BAD_ROW = ("error", "skip")
 BASE = "base"
 
-
-log = logging.getLogger(__name__)
 
 # Lightning precisions that cast the module's parameters themselves: full fine-tuning would step bf16/fp16 weights
 LOW_PRECISION_WEIGHTS = ("bf16-true", "16-true", "bf16", "16", "half", "transformer-engine")
@@ -86,8 +83,13 @@ def _check_pipeline(cfg: DictConfig) -> list[str]:
     return stages
 
 
-def _check_peft(name: str, peft: DictConfig) -> None:
+def _check_peft(name: str, peft: DictConfig | None) -> None:
     where = f"stages.{name}.peft"
+    if not isinstance(peft, DictConfig):
+        raise ConfigError(
+            f"{where} is not set: a stage says whether it fine-tunes every weight or LoRA adapters, "
+            f"peft@{where}=none|lora (or peft: {{enabled: false}} in its file)"
+        )
     enabled = peft.get("enabled")
     if not isinstance(enabled, bool):
         raise ConfigError(f"{where}.enabled must be true (LoRA) or false (full fine-tuning), got {enabled!r}")
@@ -113,7 +115,7 @@ def _check_peft(name: str, peft: DictConfig) -> None:
 
 def _check_stage(name: str, st: DictConfig) -> None:
     check_stage_loop(name, st)
-    _check_peft(name, st.peft)
+    _check_peft(name, st.get("peft"))
     build_objective(name, st)
     check_optimizer(name, st)
 

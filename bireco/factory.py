@@ -188,12 +188,15 @@ def build_trainer_and_module(
         )
     rcfg = cfg.probe.get("reconstruction")
     if rcfg is not None and rcfg.enabled and not sharded:
+        # scored on Stage I's targets where the run has a Stage I config; else ReconstructionScore's default
+        segments = OmegaConf.select(cfg, "stages.reconstruction.loss.target_segments")
+        targets = {} if segments is None else {"target_segments": tuple(segments)}
         callbacks.append(
             ReconstructionScore(
                 stage_dir / "reconstruction.json",
                 n_rows=rcfg.n_rows,
                 decode=DecodeConfig(max_new_tokens=rcfg.max_new_tokens),
-                target_segments=tuple(cfg.stages.reconstruction.loss.target_segments),
+                **targets,
                 batch_size=rcfg.batch_size,
             )
         )

@@ -144,7 +144,7 @@ def check_candidate_pool(stage: DictConfig, world_size: int | None) -> None:
     else:
         pool, global_batch = candidate_pool(stage, world_size)
         sizes = f"{pool} rows of a global batch of {global_batch}"
-    why = f"accumulate_grad_batches={k}" if k > 1 else "gather_across_ranks=false"
+    why = f"accumulate_grad_batches={k}" if k > 1 else "loss.gather_across_ranks=false"
     if mode == "global_batch":
         raise ConfigError(
             f"stages.contrastive: with {why} each query is scored against {sizes} (each micro-batch or rank is its "

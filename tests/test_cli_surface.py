@@ -47,6 +47,16 @@ def test_a_plain_model_must_name_its_template(
     assert "template=llama3|qwen2|mistral|plain" in err[0] and "artifact=DIR" in err[0]
 
 
+def test_a_copy_of_a_preset_keeps_its_template(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`model=<preset> model.pretrained=<its folder>` is a local copy of a preset: its template comes along, so
+    the check lets it through (it fails later, at loading the missing folder, not at the template)."""
+    from bireco.errors import UserError
+
+    with pytest.raises((SystemExit, OSError, UserError)) as info:
+        _eval(monkeypatch, tmp_path, "model=stories260k", f"model.pretrained={tmp_path / 'missing'}")
+    assert "name its chat template" not in str(info.value)
+
+
 def test_a_folder_given_as_model_is_not_reinterpreted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """`model` is the preset group: Hydra refuses a folder there and lists the presets (no silent rewrite)."""
     proc = subprocess.run(

@@ -390,7 +390,7 @@ def test_accumulation_in_stage2_is_refused_unless_the_smaller_pool_is_asked_for(
     over = ["trainer.devices=2", "stages.contrastive.accumulate_grad_batches=4", "stages.contrastive.batch_size=8"]
     with pytest.raises(ConfigError, match=r"scored against 16 rows of a global batch of 64.*pool=global_batch"):
         validate_config(compose_cfg(over))
-    with caplog.at_level("WARNING", logger="bireco.config"):
+    with caplog.at_level("WARNING", logger="bireco.stage_settings"):
         validate_config(compose_cfg([*over, "stages.contrastive.pool=micro_batch"]))
     assert "scored against 16 rows of a global batch of 64" in caplog.text
 
@@ -468,7 +468,10 @@ def test_a_stage_setting_no_preset_sets_is_named() -> None:
         ("+stages.contrastive.batchsize=3", r"^stages.contrastive: unknown setting\(s\) \['batchsize'\]; a stage's"),
         ("stages.contrastive.val_check_interval=0", r"^stages.contrastive.val_check_interval must be a positive"),
         ("stages.reconstruction.probe=3", r"^stages.reconstruction.probe must be true or false, got 3$"),
-        ("~stages.reconstruction.with_negatives", r"^stages.reconstruction: missing setting\(s\) \['with_negatives'\]$"),
+        (
+            "~stages.reconstruction.with_negatives",
+            r"^stages.reconstruction: missing setting\(s\) \['with_negatives'\]$",
+        ),
     ],
 )
 def test_a_stage_s_loop_settings_go_through_their_schema(override: str, message: str) -> None:

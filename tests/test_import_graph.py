@@ -72,7 +72,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def subpackage(mod: str) -> str:
-    """bireco.factory -> bireco.lit; top-level modules stand for themselves."""
+    """bireco.lit.module -> bireco.lit; top-level modules stand for themselves."""
     parts = mod.split(".")
     if len(parts) > 1 and (PACKAGE / parts[1]).is_dir():
         return ".".join(parts[:2])

@@ -28,6 +28,7 @@ from bireco.losses.objective import Batch, LossOutput, Objective, Step, embed
 from bireco.models.encoder import TextEncoder
 from bireco.models.flops import Pass
 from bireco.utils.batching import token_budget_batches
+from bireco.utils.checks import positive_int
 
 
 class RngState:
@@ -169,7 +170,7 @@ class GradCache(Objective):
     def __init__(self, loss: EmbeddingLoss, *, chunk_size: int | None, max_tokens: int | None) -> None:
         sizes = (("chunk_size", chunk_size, "integer"), ("max_tokens", max_tokens, "number of tokens"))
         for key, value, unit in sizes:
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            if value is not None and not positive_int(value):
                 raise ValueError(f"grad_cache.{key} must be a positive {unit} or null, got {value!r}")
         if chunk_size is not None and max_tokens is not None:
             raise ValueError(

@@ -19,7 +19,7 @@ from bireco.losses.reconstruction import bidirectional_reconstruction_loss
 from bireco.models.encoder import TextEncoder
 from bireco.models.flops import Pass
 from bireco.models.templates import Segment, segment_counts
-from bireco.utils.checks import positive_int
+from bireco.utils.checks import is_number, positive_int
 
 ANCHORS = ("own", "shuffled")
 
@@ -99,7 +99,7 @@ class BidirectionalReconstruction(Objective):
     def __init__(
         self, *, alpha: float, detach_anchor: bool, anchor: str, target_segments: Sequence[str], chunk_size: int
     ) -> None:
-        if not isinstance(alpha, int | float) or isinstance(alpha, bool) or not 0.0 <= alpha <= 1.0:
+        if not is_number(alpha) or not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
         if anchor not in ANCHORS:
             raise ValueError(f"anchor must be one of {list(ANCHORS)}, got {anchor!r}")
@@ -134,7 +134,15 @@ class BidirectionalReconstruction(Objective):
         micro = window.size if window is not None else 1
         return {"denominators": {"q2d": n[0], "d2q": n[1]}, "scale": float(micro * step.world_size)}
 
-    def loss(self, encoder: TextEncoder, batch: Batch, e_q, e_d, **denominators: Any) -> dict[str, torch.Tensor]:
+    def loss(
+        self,
+        encoder: TextEncoder,
+        batch: Batch,
+        e_q: torch.Tensor | None,
+        e_d: torch.Tensor | None,
+        **denominators: Any,
+    ) -> dict[str, torch.Tensor]:
+        """EBQ2D + EBD2Q from the given anchors, (B, H) each (None: that direction is off)."""
         return bidirectional_reconstruction_loss(
             encoder.model,
             e_q,
@@ -215,7 +223,7 @@ class InfoNCE(EmbeddingLoss):
         matryoshka_dims: Sequence[int] | None,
         matryoshka_weights: Sequence[float] | None,
     ) -> None:
-        if not isinstance(scale, int | float) or isinstance(scale, bool) or scale <= 0:
+        if not is_number(scale) or scale <= 0:
             raise ValueError(f"scale (1 / temperature) must be a positive number, got {scale!r}")
         if mask_duplicates is True:
             mask_duplicates = "token_ids"

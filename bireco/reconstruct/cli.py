@@ -3,9 +3,10 @@
     bireco-reconstruct run_dir=RUN stage_name=reconstruction text="..." direction=q2d|d2q
     bireco-reconstruct run_dir=RUN stage_name=contrastive input=pairs.jsonl output=out.jsonl
 
-`stage=` names a finished stage of the run (`reconstruction`, `contrastive`, or its folder name `0-reconstruction`;
-default: the run's last stage), `base` for the weights the run started from, or `warmup` for the tiny preset's
-warmed-up base (found through the first stage's `init_from`, which points into `$BIRECO_CACHE/tiny/<hash>/`).
+`stage_name=` names a finished stage of the run (`reconstruction`, `contrastive`, or its folder name
+`0-reconstruction`; default: the run's last stage), `base` for the weights the run started from, or `warmup` for
+the tiny preset's warmed-up base (found through the first stage's `init_from`, which points into
+`$BIRECO_CACHE/tiny/<hash>/`).
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     run_cfg = OmegaConf.create(Run(cfg.run_dir).config())
     lookup = instruction_lookup(run_cfg, cfg.instruction)
     decode = DecodeConfig(**OmegaConf.to_container(cfg.decode, resolve=True))
-    target_segments = list(run_cfg.stages.reconstruction.loss.target_segments)
+    target_segments = stage_i_targets(run_cfg)
     rec = load_reconstructor(weights, run_cfg.model.dtype, decode, target_segments)
     log.info("decoding with stage '%s' (%s), %s", weights.stage, weights.path, cfg.direction)
     if cfg.text is not None:
@@ -202,6 +203,19 @@ def hydra_quote(value: str) -> str:
     value = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value)
     value = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", value)
     return "'" + value.replace("'", "\\'") + "'"
+
+
+DEFAULT_TARGETS = ("template", "instruction", "text")  # the Stage I config's default (bireco/conf/stage)
+
+
+def stage_i_targets(run_cfg: DictConfig) -> list[str]:
+    """The target segments Stage I trained on, as the run's config records them (`stages.reconstruction.loss`;
+    runs from before losses were objects: `stages.reconstruction`); the default for runs without Stage I."""
+    for key in ("stages.reconstruction.loss.target_segments", "stages.reconstruction.target_segments"):
+        found = OmegaConf.select(run_cfg, key)
+        if found is not None:
+            return list(found)
+    return list(DEFAULT_TARGETS)
 
 
 def quote_free_texts(argv: list[str]) -> list[str]:

@@ -157,3 +157,15 @@ def test_console_entry_prints_the_text_and_writes_no_files(run_dir: Path, traine
     assert list(tmp_path.iterdir()) == []  # no Hydra run folder, no .hydra, no log file
     with pytest.raises(ReconstructError, match="not a bireco run"):
         run(_cfg([f"run_dir={tmp_path}", "text=x"]))
+
+
+def test_stage_i_targets_come_from_the_run_s_config_old_layout_too() -> None:
+    from omegaconf import OmegaConf
+
+    from bireco.reconstruct.cli import stage_i_targets
+
+    now = OmegaConf.create({"stages": {"reconstruction": {"loss": {"target_segments": ["text"]}}}})
+    before = OmegaConf.create({"stages": {"reconstruction": {"target_segments": ["instruction", "text"]}}})
+    assert stage_i_targets(now) == ["text"]
+    assert stage_i_targets(before) == ["instruction", "text"]  # runs from before losses were objects
+    assert stage_i_targets(OmegaConf.create({"stages": {}})) == ["template", "instruction", "text"]
