@@ -1,5 +1,11 @@
 """Reject contradictory or unknown settings before any model is loaded (clear message, valid choices listed).
 
+This module holds the rules that span settings (the stage list vs the stage configs, precision vs full
+fine-tuning, the candidate pool vs accumulation and ranks, GradCache vs sharding); each setting's own check lives
+with its owner and is called from here: a loss's in its constructor, a stage's loop settings in their schema and
+LoRA settings in `bireco.stage_settings`, the model's in `bireco.models.settings`, the data's in
+`bireco.data.prepare`.
+
 `validate_config` reads only the composed config: it runs before any weights, tokenizer or data are touched,
 so a typo costs seconds, not a model load. Unknown *config group options* (`model=`, `template=`, `pooling=`,
 `pipeline=`, ...) never get here: Hydra refuses them while composing and lists the available options.
@@ -21,25 +27,21 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
+from bireco.data.prepare import check_data_settings
 from bireco.errors import ConfigError
-from bireco.models.attention import ATTENTION_MODES
-from bireco.models.pooling import POOLINGS
+from bireco.models.settings import check_model_settings, check_pooling
 from bireco.stage_settings import (
     build_objective,
     check_candidate_pool,
     check_optimizer,
+    check_peft,
     check_stage_loop,
     stage_max_steps,
     stage_strategy,
 )
-from bireco.utils.checks import is_number, positive_int
 
 METHOD_ORDER = ("reconstruction", "contrastive")  # the method's stages, in the order they run
 WARMUP = "warmup"  # the tiny preset's warm-up: runs before the pipeline, never in it
-LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
-DTYPES = ("float32", "bfloat16", "float16")
-DATA_KINDS = ("synthetic", "local")
-ON_BAD_ROW = ("error", "skip")
 BASE = "base"
 
 
@@ -83,84 +85,19 @@ def _check_pipeline(cfg: DictConfig) -> list[str]:
     return stages
 
 
-def _check_peft(name: str, peft: DictConfig | None) -> None:
-    where = f"stages.{name}.peft"
-    if not isinstance(peft, DictConfig):
-        raise ConfigError(
-            f"{where} is not set: a stage says whether it fine-tunes every weight or LoRA adapters, "
-            f"peft@{where}=none|lora (or peft: {{enabled: false}} in its file)"
-        )
-    enabled = peft.get("enabled")
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"{where}.enabled must be true (LoRA) or false (full fine-tuning), got {enabled!r}")
-    if not enabled:
-        stray = {k: peft[k] for k in LORA_KEYS if peft.get(k) is not None}
-        if stray:
-            settings = ", ".join(f"{k}={v}" for k, v in stray.items())
-            raise ConfigError(
-                f"{where}: LoRA setting(s) {settings} on a stage configured for full fine-tuning "
-                f"({where}.enabled=false); choose peft@{where}=lora for LoRA, or peft@{where}=none (no LoRA keys) "
-                "for full fine-tuning"
-            )
-        return
-    if not peft.get("target_modules"):
-        raise ConfigError(f"{where}: LoRA needs target_modules (model.lora_target_modules)")
-    if not positive_int(peft.get("r")):
-        raise ConfigError(f"{where}.r (LoRA rank) must be a positive integer, got {peft.get('r')!r}")
-    if not is_number(peft.get("alpha")) or peft.alpha <= 0:
-        raise ConfigError(f"{where}.alpha (LoRA scaling) must be a positive number, got {peft.get('alpha')!r}")
-    if not is_number(peft.get("dropout")) or not 0.0 <= peft.dropout < 1.0:
-        raise ConfigError(f"{where}.dropout must be a number in [0, 1), got {peft.get('dropout')!r}")
-
-
 def _check_stage(name: str, st: DictConfig) -> None:
     check_stage_loop(name, st)
-    _check_peft(name, st.get("peft"))
+    check_peft(name, st.get("peft"))
     build_objective(name, st)
     check_optimizer(name, st)
-
-
-def _check_model(cfg: DictConfig) -> None:
-    m = cfg.model
-    if (m.tiny is None) == (not m.pretrained):
-        raise ConfigError(
-            f"model '{m.name}': set exactly one of model.pretrained (hub name or folder) or model.tiny "
-            f"(got pretrained={m.pretrained!r}, tiny={'set' if m.tiny is not None else None})"
-        )
-    if m.dtype not in DTYPES:
-        raise ConfigError(f"model.dtype='{m.dtype}': choose one of {list(DTYPES)}")
-    if m.get("master_dtype") != "float32":
-        raise ConfigError(
-            f"model.master_dtype={m.get('master_dtype')!r}: full fine-tuning keeps float32 master weights (AdamW on "
-            "bf16 weights loses most updates at lr 4e-5); model.dtype sets the frozen weights' dtype"
-        )
-    if not positive_int(m.max_length):
-        raise ConfigError(f"model.max_length must be a positive integer, got {m.max_length!r}")
-    if m.get("attention", "causal") not in ATTENTION_MODES:
-        raise ConfigError(
-            f"model.attention={m.get('attention')!r}: choose one of {list(ATTENTION_MODES)} (the encoder passes; "
-            "Stage I's decoder passes are always causal)"
-        )
-    if m.tiny is not None and m.max_length > m.tiny.max_position_embeddings:
-        raise ConfigError(
-            f"model.max_length={m.max_length} exceeds model.tiny.max_position_embeddings="
-            f"{m.tiny.max_position_embeddings}: the tiny model has no positions for the longer sequences"
-        )
 
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError on the first unknown or contradictory setting; reads the config only (nothing loaded)."""
     stages = _check_pipeline(cfg)
-    _check_model(cfg)
-    if cfg.pooling.name not in POOLINGS:
-        raise ConfigError(f"pooling.name='{cfg.pooling.name}': choose one of {sorted(POOLINGS)}")
-    if cfg.data.kind not in DATA_KINDS:
-        raise ConfigError(f"data.kind='{cfg.data.kind}': choose one of {list(DATA_KINDS)}")
-    if cfg.data.on_bad_row not in ON_BAD_ROW:
-        raise ConfigError(
-            f"data.on_bad_row='{cfg.data.on_bad_row}': choose 'error' (stop at the first bad row, the default) or "
-            "'skip' (skip bad rows and report how many per file)"
-        )
+    check_model_settings(cfg.model)
+    check_pooling(cfg.pooling.name)
+    check_data_settings(cfg.data)
     for name in ([WARMUP] if cfg.model.tiny is not None else []) + stages:
         _check_stage(name, cfg.stages[name])
         stage_max_steps(cfg, name)

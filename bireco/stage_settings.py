@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from bireco.errors import ConfigError
-from bireco.utils.checks import positive_int
+from bireco.utils.checks import is_number, positive_int
 
 if TYPE_CHECKING:
     from bireco.losses.objective import Objective
@@ -153,6 +153,41 @@ def check_candidate_pool(stage: DictConfig, world_size: int | None) -> None:
             "stages.contrastive.pool=micro_batch to accept the smaller pool"
         )
     log.warning("stages.contrastive.pool=micro_batch: with %s each query is scored against %s", why, sizes)
+
+
+LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
+
+
+def check_peft(name: str, peft: DictConfig | None) -> None:
+    """`stages.<name>.peft`: full fine-tuning (`enabled: false`, no LoRA keys) or LoRA with its rank, scaling,
+    dropout and target modules, each checked once."""
+    where = f"stages.{name}.peft"
+    if not isinstance(peft, DictConfig):
+        raise ConfigError(
+            f"{where} is not set: a stage says whether it fine-tunes every weight or LoRA adapters, "
+            f"peft@{where}=none|lora (or peft: {{enabled: false}} in its file)"
+        )
+    enabled = peft.get("enabled")
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}.enabled must be true (LoRA) or false (full fine-tuning), got {enabled!r}")
+    if not enabled:
+        stray = {k: peft[k] for k in LORA_KEYS if peft.get(k) is not None}
+        if stray:
+            settings = ", ".join(f"{k}={v}" for k, v in stray.items())
+            raise ConfigError(
+                f"{where}: LoRA setting(s) {settings} on a stage configured for full fine-tuning "
+                f"({where}.enabled=false); choose peft@{where}=lora for LoRA, or peft@{where}=none (no LoRA keys) "
+                "for full fine-tuning"
+            )
+        return
+    if not peft.get("target_modules"):
+        raise ConfigError(f"{where}: LoRA needs target_modules (model.lora_target_modules)")
+    if not positive_int(peft.get("r")):
+        raise ConfigError(f"{where}.r (LoRA rank) must be a positive integer, got {peft.get('r')!r}")
+    if not is_number(peft.get("alpha")) or peft.alpha <= 0:
+        raise ConfigError(f"{where}.alpha (LoRA scaling) must be a positive number, got {peft.get('alpha')!r}")
+    if not is_number(peft.get("dropout")) or not 0.0 <= peft.dropout < 1.0:
+        raise ConfigError(f"{where}.dropout must be a number in [0, 1), got {peft.get('dropout')!r}")
 
 
 # the keys of a stage config that become objects (or LoRA / GradCache settings) rather than loop settings

@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from bireco.data.synthetic import WorldSpec, generate_world
+from bireco.errors import ConfigError
 from bireco.utils.io import sha256_text
 from bireco.utils.locking import file_lock
 
@@ -25,6 +26,21 @@ class PreparedData:
     val_path: Path | None
     probe_dir: Path | None
     probe_instruction: str | None
+
+
+DATA_KINDS = ("synthetic", "local")
+ON_BAD_ROW = ("error", "skip")
+
+
+def check_data_settings(data: DictConfig) -> None:
+    """`data.kind` and `data.on_bad_row` (the rows themselves are checked as they are read)."""
+    if data.kind not in DATA_KINDS:
+        raise ConfigError(f"data.kind='{data.kind}': choose one of {list(DATA_KINDS)}")
+    if data.on_bad_row not in ON_BAD_ROW:
+        raise ConfigError(
+            f"data.on_bad_row='{data.on_bad_row}': choose 'error' (stop at the first bad row, the default) or "
+            "'skip' (skip bad rows and report how many per file)"
+        )
 
 
 def prepare_data(cfg: DictConfig) -> PreparedData:

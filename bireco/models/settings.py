@@ -1,0 +1,46 @@
+"""The checks of a model preset's settings (`model.*`), run before anything is loaded."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from bireco.errors import ConfigError
+from bireco.models.attention import ATTENTION_MODES
+from bireco.models.pooling import POOLINGS
+from bireco.utils.checks import positive_int
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def check_model_settings(m: DictConfig) -> None:
+    """`model.*`: exactly one of a pretrained name or a tiny spec, the dtypes, the length, the attention mode."""
+    if (m.tiny is None) == (not m.pretrained):
+        raise ConfigError(
+            f"model '{m.name}': set exactly one of model.pretrained (hub name or folder) or model.tiny "
+            f"(got pretrained={m.pretrained!r}, tiny={'set' if m.tiny is not None else None})"
+        )
+    if m.dtype not in DTYPES:
+        raise ConfigError(f"model.dtype='{m.dtype}': choose one of {list(DTYPES)}")
+    if m.get("master_dtype") != "float32":
+        raise ConfigError(
+            f"model.master_dtype={m.get('master_dtype')!r}: full fine-tuning keeps float32 master weights (AdamW on "
+            "bf16 weights loses most updates at lr 4e-5); model.dtype sets the frozen weights' dtype"
+        )
+    if not positive_int(m.max_length):
+        raise ConfigError(f"model.max_length must be a positive integer, got {m.max_length!r}")
+    if m.get("attention", "causal") not in ATTENTION_MODES:
+        raise ConfigError(
+            f"model.attention={m.get('attention')!r}: choose one of {list(ATTENTION_MODES)} (the encoder passes; "
+            "Stage I's decoder passes are always causal)"
+        )
+    if m.tiny is not None and m.max_length > m.tiny.max_position_embeddings:
+        raise ConfigError(
+            f"model.max_length={m.max_length} exceeds model.tiny.max_position_embeddings="
+            f"{m.tiny.max_position_embeddings}: the tiny model has no positions for the longer sequences"
+        )
+
+
+def check_pooling(name: str) -> None:
+    """`pooling.name`: one of the registered poolings."""
+    if name not in POOLINGS:
+        raise ConfigError(f"pooling.name='{name}': choose one of {sorted(POOLINGS)}")
