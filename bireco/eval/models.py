@@ -88,6 +88,7 @@ def resolve_model(cfg: DictConfig) -> EvalModel:
 
 
 def load_encoder(m: EvalModel, revision: str | None = None) -> TextEncoder:
+    """The encoder `m` describes, with its template, pooling, length and attention mode."""
     return TextEncoder.from_artifact(
         m.path, m.template, m.pooling, m.max_length, m.dtype, revision, attention=m.attention
     )

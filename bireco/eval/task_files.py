@@ -58,6 +58,7 @@ def first_row(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def text_field(row: dict[str, Any], key: str, where: str, allow_empty: bool = False) -> str:
+    """`row[key]` as a (non-empty) string, or a TaskFormatError naming `where` and the field."""
     value = row.get(key)
     if not isinstance(value, str):
         got = "missing" if value is None else f"a {type(value).__name__}"
@@ -81,6 +82,7 @@ def preview(items: list[str], n: int = 10) -> str:
 
 
 def data_files(folder: Path) -> list[Path]:
+    """The folder's task data files (.jsonl / .tsv, plain or gzipped), sorted."""
     return sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(DATA_SUFFIXES))
 
 

@@ -67,6 +67,7 @@ class StageModule(L.LightningModule):
         return {"params/total": total, "params/trainable": trainable}
 
     def trainable(self) -> list[torch.nn.Parameter]:
+        """The parameters the optimizer steps (LoRA: the adapters; full fine-tuning: all)."""
         return [p for p in self.parameters() if p.requires_grad]
 
     def configure_optimizers(self) -> dict[str, Any]:
@@ -92,6 +93,7 @@ class StageModule(L.LightningModule):
         return self.objective.flop_passes(batch)
 
     def _step(self) -> Step:
+        """What the loss may need from the loop: ranks, a sum over them, the trainable parameters."""
         if self._trainer is None:
             return Step(params=self.trainable())
         strategy = self.trainer.strategy

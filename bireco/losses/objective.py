@@ -55,16 +55,19 @@ class LossOutput:
 
 
 def batch_rows(batch: Batch) -> int:
+    """Rows (pairs) of a collated batch, for logging's batch size."""
     first = next(batch[r] for r in ROLES if r in batch)
     return int(first["input_ids"].shape[0])
 
 
 def role_pass(batch: Batch, role: str, lm_head_tokens: int = 0) -> Pass:
+    """One forward pass over a role's padded (rows, length) batch, for the FLOP count."""
     rows, length = batch[role]["input_ids"].shape
     return Pass(int(rows), int(length), lm_head_tokens)
 
 
 def embed(encoder: TextEncoder, part: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A role's padded batch -> its (rows, H) embeddings."""
     return encoder(part["input_ids"], part["attention_mask"])
 
 

@@ -54,6 +54,7 @@ class NextTokenPrediction(Objective):
         self.chunk_size = chunk_size
 
     def lm_loss(self, encoder: TextEncoder, batch: Batch) -> torch.Tensor:
+        """Mean next-token cross-entropy over every real token of every role (causal passes)."""
         total, count = 0.0, 0
         for key in ROLES:
             if key not in batch:
@@ -112,6 +113,7 @@ class BidirectionalReconstruction(Objective):
         self.chunk_size = chunk_size
 
     def anchors(self, encoder: TextEncoder, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(e_Q, e_D), (B, H) each; a direction with weight 0 skips its encoder pass (None)."""
         e_q = embed(encoder, batch["query"]) if self.alpha > 0 else None
         e_d = embed(encoder, batch["positive"]) if self.alpha < 1 else None
         if self.detach_anchor:
@@ -256,9 +258,11 @@ class InfoNCE(EmbeddingLoss):
         return partial(loss, scale=self.scale, stats=stats, matryoshka=self.matryoshka, **self.keys(batch))
 
     def roles(self, batch: Batch) -> dict[str, Any]:
+        """The roles the loss embeds (negatives may be absent: None)."""
         return {"query": batch["query"], "positive": batch["positive"], "negative": batch.get("negative")}
 
     def counts(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What is logged summed over ranks: the false negatives masked this step."""
         return {"masked_candidates": stats["masked_candidates"].float()} if "masked_candidates" in stats else {}
 
     def __call__(self, encoder: TextEncoder, batch: Batch, step: Step) -> LossOutput:

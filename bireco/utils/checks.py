@@ -6,8 +6,10 @@ from typing import Any
 
 
 def positive_int(value: Any) -> bool:
+    """An int > 0 that is not a bool."""
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def is_number(value: Any) -> bool:
+    """An int or float that is not a bool."""
     return isinstance(value, int | float) and not isinstance(value, bool)
