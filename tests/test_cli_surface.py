@@ -47,14 +47,16 @@ def test_a_plain_model_must_name_its_template(
     assert "template=llama3|qwen2|mistral|plain" in err[0] and "artifact=DIR" in err[0]
 
 
-def test_a_copy_of_a_preset_keeps_its_template(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_copy_of_a_preset_keeps_its_template(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
     """`model=<preset> model.pretrained=<its folder>` is a local copy of a preset: its template comes along, so
-    the check lets it through (it fails later, at loading the missing folder, not at the template)."""
-    from bireco.errors import UserError
-
-    with pytest.raises((SystemExit, OSError, UserError)) as info:
+    the check lets it through — the run stops at the next missing setting (no task folder), one line."""
+    with pytest.raises(SystemExit) as info:
         _eval(monkeypatch, tmp_path, "model=stories260k", f"model.pretrained={tmp_path / 'missing'}")
-    assert "name its chat template" not in str(info.value)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1, err
+    assert err[0] == "bireco-eval: error: eval=local needs eval.data_root=DIR (a folder of task folders)"
 
 
 def test_a_folder_given_as_model_is_not_reinterpreted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import mteb
 from mteb.cache import ResultCache
 from omegaconf import DictConfig, OmegaConf
 
-from bireco.errors import HubUnreachable, hub_access
+from bireco.errors import ConfigError, HubUnreachable, hub_access
 from bireco.eval.contamination import contamination_by_task
 from bireco.eval.local_tasks import discover_tasks, task_category
 from bireco.eval.matryoshka import TruncatedEncoder
@@ -41,7 +41,7 @@ def resolve_tasks(ecfg: DictConfig, run_cfg_data_root: Path | None = None) -> tu
     if ecfg.kind == "local":
         root = Path(ecfg.data_root) if ecfg.data_root else run_cfg_data_root
         if root is None:
-            raise ValueError("eval=local needs eval.data_root=DIR (a folder of task folders)")
+            raise ConfigError("eval=local needs eval.data_root=DIR (a folder of task folders)")
         # clustering views are declared per folder name; a declared folder absent under this root is not an error
         clustering = [c for c in (ecfg.clustering or []) if (root / c).is_dir()]
         tasks = discover_tasks(root, clustering=clustering)
