@@ -14,6 +14,7 @@ def write_run(
     hit: list[float] | None = None,
     gain: float | None = None,
     mteb: float | None = None,
+    stage1_hit: float | None = None,
 ) -> Path:
     """`<root>/<pipeline>/seed-<seed>/` with results.json and the last stage's probe_queries.json."""
     run = root / pipeline / f"seed-{seed}"
@@ -24,7 +25,10 @@ def write_run(
         (run / "stages" / f"{i}-{stage}").mkdir(parents=True)
         metrics = {"val/anchor_gain": gain} if stage == "reconstruction" else {}
         recon = {"q2d": {"f1": 0.5, "f1_shuffled": 0.2}, "d2q": {"f1": 0.4, "f1_shuffled": 0.1}}
-        records.append({"stage": stage, "steps": 10, "metrics": metrics, "reconstruction": recon if gain else None})
+        record = {"stage": stage, "steps": 10, "metrics": metrics, "reconstruction": recon if gain else None}
+        if stage == "reconstruction" and stage1_hit is not None:
+            record["probe"] = {"hit@1": stage1_hit, "mrr@10": stage1_hit, "stage": stage, "step": 10}
+        records.append(record)
     last = run / "stages" / f"{len(stages) - 1}-{stages[-1]}"
     ids = [f"q{i}" for i in range(len(mrr))]
     (last / "probe_queries.json").write_text(json.dumps({"step": 10, "query_ids": ids, "hit@1": hit, "mrr@10": mrr}))

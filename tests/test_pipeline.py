@@ -118,4 +118,4 @@ def test_rerun_with_another_config_in_the_same_dir_is_refused(bireco_run) -> Non
     from bireco.pipeline import RunFolderTaken
 
     with pytest.raises(RunFolderTaken, match="finished with another configuration"):
-        run_pipeline(compose_cfg(["pipeline=bireco", "stages.reconstruction.loss.alpha=0.5"]), out)
+        run_pipeline(compose_cfg(["pipeline=bireco", "stages.reconstruction.loss.alpha=0.3"]), out)
