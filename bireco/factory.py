@@ -23,6 +23,7 @@ from bireco.lit.callbacks import MtebProbe, ParamCounts, RetrievalProbe
 from bireco.lit.compute import ComputeReport
 from bireco.lit.fault_tolerance import AtomicCheckpointIO, FaultInjection, FiniteGuard, PreemptionCheckpoint, RngState
 from bireco.lit.module import StageModule
+from bireco.lit.progress import StageProgressBar
 from bireco.lit.reconstruction_score import ReconstructionScore
 from bireco.models.backbone import BackboneSpec, load_backbone
 from bireco.models.encoder import TextEncoder
@@ -201,6 +202,8 @@ def build_trainer_and_module(
             )
         )
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if trainer_kwargs.get("enable_progress_bar", True):
+        callbacks.append(StageProgressBar(name))
     trainer_kwargs["strategy"] = build_strategy(stage_strategy(cfg, name), encoder.model)
     # single-device / DDP checkpoints are replaced atomically; FSDP and DeepSpeed write their sharded layouts
     plugins = (
