@@ -127,7 +127,7 @@ def _check_scale_out(cfg: DictConfig, stages: list[str]) -> None:
         st = cfg.stages[stage]
         _check_strategy(stage_strategy(cfg, stage))
         if "pool" in st:
-            check_candidate_pool(st, devices * nodes if known else None)
+            check_candidate_pool(st, devices * nodes if known else None, stage)
         gc = st.get("grad_cache") or {}
         chunk, budget = gc.get("chunk_size"), gc.get("max_tokens")
         name = strategy_name(stage_strategy(cfg, stage))

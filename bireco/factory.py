@@ -223,5 +223,5 @@ def build_trainer_and_module(
         use_distributed_sampler=False,  # our batch sampler shards the homogeneous global batch itself
     )
     if "pool" in stage:
-        check_candidate_pool(stage, trainer.num_devices * trainer.num_nodes)
+        check_candidate_pool(stage, trainer.num_devices * trainer.num_nodes, name)
     return trainer, module, datamodule, probe

@@ -123,8 +123,8 @@ def candidate_pool(stage: DictConfig, world_size: int) -> tuple[int, int]:
 POOLS = ("global_batch", "micro_batch")
 
 
-def check_candidate_pool(stage: DictConfig, world_size: int | None) -> None:
-    """`stages.contrastive.pool` says which candidates a query is scored against, and the layout must give it.
+def check_candidate_pool(stage: DictConfig, world_size: int | None, name: str = "contrastive") -> None:
+    """`stages.<name>.pool` says which candidates a query is scored against, and the layout must give it.
 
     `global_batch` (default): every row of the optimizer step — so no gradient accumulation (use GradCache
     chunks) and gathering across ranks. `micro_batch`: accumulation (or no gather) is allowed, and the pool
@@ -132,10 +132,12 @@ def check_candidate_pool(stage: DictConfig, world_size: int | None) -> None:
 
     Args:
         world_size: number of ranks, or None where it is known only at fit start (`trainer.devices=-1`).
+        name: the stage's key under `stages`, for the messages.
     """
+    key = f"stages.{name}"
     mode = stage.get("pool", "global_batch")
     if mode not in POOLS:
-        raise ConfigError(f"stages.contrastive.pool={mode!r}: choose one of {list(POOLS)}")
+        raise ConfigError(f"{key}.pool={mode!r}: choose one of {list(POOLS)}")
     k, gather = int(stage.accumulate_grad_batches), stage.loss.get("gather_across_ranks", True)
     if k == 1 and (gather or world_size == 1):
         return
@@ -147,12 +149,12 @@ def check_candidate_pool(stage: DictConfig, world_size: int | None) -> None:
     why = f"accumulate_grad_batches={k}" if k > 1 else "loss.gather_across_ranks=false"
     if mode == "global_batch":
         raise ConfigError(
-            f"stages.contrastive: with {why} each query is scored against {sizes} (each micro-batch or rank is its "
-            "own softmax), but stages.contrastive.pool=global_batch; embed the whole per-device batch in GradCache "
-            "chunks (accumulate_grad_batches=1, grad_cache.chunk_size=N) to keep the pool, or set "
-            "stages.contrastive.pool=micro_batch to accept the smaller pool"
+            f"{key}: with {why} each query is scored against {sizes} (each micro-batch or rank is its own "
+            f"softmax), but {key}.pool=global_batch; embed the whole per-device batch in GradCache chunks "
+            f"(accumulate_grad_batches=1, grad_cache.chunk_size=N) to keep the pool, or set {key}.pool=micro_batch "
+            "to accept the smaller pool"
         )
-    log.warning("stages.contrastive.pool=micro_batch: with %s each query is scored against %s", why, sizes)
+    log.warning("%s.pool=micro_batch: with %s each query is scored against %s", key, why, sizes)
 
 
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules")

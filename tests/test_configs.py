@@ -396,6 +396,20 @@ def test_accumulation_in_stage2_is_refused_unless_the_smaller_pool_is_asked_for(
     assert "scored against 16 rows of a global batch of 64" in caplog.text
 
 
+def test_the_pool_messages_name_the_stage_they_are_about() -> None:
+    from omegaconf import OmegaConf
+
+    from bireco.errors import ConfigError
+    from bireco.stage_settings import check_candidate_pool
+
+    stage = OmegaConf.create({"pool": "everything", "accumulate_grad_batches": 1, "batch_size": 8, "loss": {}})
+    with pytest.raises(ConfigError, match=r"^stages.nli_stage.pool='everything': choose one of"):
+        check_candidate_pool(stage, 1, "nli_stage")
+    stage.pool, stage.accumulate_grad_batches = "global_batch", 2
+    with pytest.raises(ConfigError, match=r"^stages.nli_stage: with accumulate_grad_batches=2 .*nli_stage.pool="):
+        check_candidate_pool(stage, 1, "nli_stage")
+
+
 @pytest.mark.parametrize("model", ["mistral-7b", "llama3.1-8b"])
 def test_7b_8b_stage1_is_sharded_when_distributed_and_stage2_stays_replicated(model: str) -> None:
     from bireco.stage_settings import stage_strategy
