@@ -123,7 +123,7 @@ def candidate_pool(stage: DictConfig, world_size: int) -> tuple[int, int]:
 POOLS = ("global_batch", "micro_batch")
 
 
-def check_candidate_pool(stage: DictConfig, world_size: int | None, name: str = "contrastive") -> None:
+def check_candidate_pool(stage: DictConfig, world_size: int | None, name: str) -> None:
     """`stages.<name>.pool` says which candidates a query is scored against, and the layout must give it.
 
     `global_batch` (default): every row of the optimizer step — so no gradient accumulation (use GradCache

@@ -32,7 +32,7 @@ class SeedRun:
     per_query: dict[str, list[float]] | None = None  # final probe, per query (the paired units)
     query_ids: list[str] | None = None
     anchor_gain: float | None = None  # Stage I, held-out pairs (val/anchor_gain)
-    stage1_probe: dict[str, float] = field(default_factory=dict)  # probe after Stage I, before any contrastive step
+    stage1_hit: float | None = None  # probe hit@1 after Stage I, before any contrastive step
     f1: dict[str, tuple[float, float]] = field(default_factory=dict)  # direction -> (true, shuffled) after Stage I
     mteb: float | None = None  # bireco-eval average on <run>/eval, when present
     steps: dict[str, int] = field(default_factory=dict)
@@ -49,7 +49,7 @@ def read_seed_run(run_dir: Path) -> SeedRun:
         run.steps[rec["stage"]] = int(rec.get("steps", 0))
         if rec["stage"] == "reconstruction":
             run.anchor_gain = (rec.get("metrics") or {}).get("val/anchor_gain")
-            run.stage1_probe = dict(rec.get("probe") or {})
+            run.stage1_hit = (rec.get("probe") or {}).get("hit@1")
             score = rec.get("reconstruction") or {}
             run.f1 = {d: (score[d]["f1"], score[d]["f1_shuffled"]) for d in ("q2d", "d2q") if d in score}
     per = read_json(stages[-1].file(PROBE_QUERIES_FILE)) if stages else None
@@ -108,7 +108,7 @@ def summary_rows(runs: dict[str, dict[int, SeedRun]]) -> list[dict[str, Any]]:
             "missing_seeds": [s for s in all_seeds if s not in by_seed],
             "anchor_gain": spread([r.anchor_gain for r in rs if r.anchor_gain is not None]),
             # what Stage I alone makes of the EOS embedding: the anchor control's stays at chance
-            "stage1_hit@1": spread([r.stage1_probe["hit@1"] for r in rs if "hit@1" in r.stage1_probe]),
+            "stage1_hit@1": spread([r.stage1_hit for r in rs if r.stage1_hit is not None]),
             "mteb": spread([r.mteb for r in rs if r.mteb is not None]),
         }
         for m in METRICS:
