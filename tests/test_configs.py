@@ -403,10 +403,11 @@ def test_the_pool_messages_name_the_stage_they_are_about() -> None:
     from bireco.stage_settings import check_candidate_pool
 
     stage = OmegaConf.create({"pool": "everything", "accumulate_grad_batches": 1, "batch_size": 8, "loss": {}})
-    with pytest.raises(ConfigError, match=r"^stages.nli_stage.pool='everything': choose one of"):
+    with pytest.raises(ConfigError, match=r"^stages\.nli_stage\.pool='everything': choose one of"):
         check_candidate_pool(stage, 1, "nli_stage")
     stage.pool, stage.accumulate_grad_batches = "global_batch", 2
-    with pytest.raises(ConfigError, match=r"^stages.nli_stage: with accumulate_grad_batches=2 .*nli_stage.pool="):
+    refused = r"^stages\.nli_stage: with accumulate_grad_batches=2 .*stages\.nli_stage\.pool="
+    with pytest.raises(ConfigError, match=refused):
         check_candidate_pool(stage, 1, "nli_stage")
 
 
