@@ -86,9 +86,14 @@ def _check_pipeline(cfg: DictConfig) -> list[str]:
 
 
 def _check_stage(name: str, st: DictConfig) -> None:
-    check_stage_loop(name, st)
+    loop = check_stage_loop(name, st)
     check_peft(name, st.get("peft"))
-    build_objective(name, st)
+    objective = build_objective(name, st)
+    if loop.anchor_gain is not None and not hasattr(objective, "anchor_gain"):
+        raise ConfigError(
+            f"stages.{name}.anchor_gain: the stage's loss ({type(objective).__name__}) has no anchor gain; it is "
+            f"Stage I's (BidirectionalReconstruction) — set stages.{name}.anchor_gain=null"
+        )
     check_optimizer(name, st)
 
 

@@ -19,6 +19,7 @@ from bireco.data.datamodule import PairDataModule
 from bireco.data.prepare import PreparedData
 from bireco.distributed import build_strategy, strategy_name
 from bireco.errors import ConfigError
+from bireco.lit.anchor_gain import AnchorGainMonitor
 from bireco.lit.callbacks import MtebProbe, ParamCounts, RetrievalProbe
 from bireco.lit.compute import ComputeReport
 from bireco.lit.fault_tolerance import AtomicCheckpointIO, FaultInjection, FiniteGuard, PreemptionCheckpoint, RngState
@@ -29,7 +30,13 @@ from bireco.models.backbone import BackboneSpec, load_backbone
 from bireco.models.encoder import TextEncoder
 from bireco.models.templates import Template
 from bireco.reconstruct.generate import DecodeConfig
-from bireco.stage_settings import build_objective, check_candidate_pool, stage_max_steps, stage_strategy
+from bireco.stage_settings import (
+    build_objective,
+    check_candidate_pool,
+    check_stage_loop,
+    stage_max_steps,
+    stage_strategy,
+)
 from bireco.utils.tracking import wandb_mode
 
 log = logging.getLogger(__name__)
@@ -159,6 +166,9 @@ def build_trainer_and_module(
         ParamCounts(),
         ComputeReport(every_n_steps=int(cfg.trainer.get("log_every_n_steps") or 50)),
     ]
+    gain = check_stage_loop(name, stage).anchor_gain
+    if gain is not None:
+        callbacks.append(AnchorGainMonitor(gain))
     loggers = build_loggers(cfg, stage_dir, run_name, name)
     if loggers:  # reports only through loggers (tokens/s, FLOPs and memory: ComputeReport, above)
         callbacks.append(LearningRateMonitor(logging_interval="step"))

@@ -23,6 +23,7 @@ from bireco.data.prepare import PreparedData, prepare_data
 from bireco.distributed import full_state_dict, is_global_zero, launched_as_many_processes
 from bireco.errors import UserError
 from bireco.factory import build_trainer_and_module
+from bireco.lit.anchor_gain import AnchorGainMonitor
 from bireco.lit.compute import ComputeReport
 from bireco.lit.fault_tolerance import Preempted, PreemptionCheckpoint
 from bireco.lit.reconstruction_score import ReconstructionScore
@@ -180,6 +181,10 @@ def run_stage(
                     (c.result for c in trainer.callbacks if isinstance(c, ReconstructionScore)), None
                 ),
                 "compute": next((c.result for c in trainer.callbacks if isinstance(c, ComputeReport)), None),
+                # Stage I's anchor-gain monitor: whether the stop ended the stage (stopped_at) or max_steps did
+                "anchor_stop": next(
+                    (c.summary() for c in trainer.callbacks if isinstance(c, AnchorGainMonitor)), None
+                ),
             }
             atomic_write_json(stage_dir / DONE_FILE, record)  # written last: the stage counts as done from here on
         except Exception as e:

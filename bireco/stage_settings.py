@@ -192,6 +192,23 @@ def check_peft(name: str, peft: DictConfig | None) -> None:
         raise ConfigError(f"{where}.dropout must be a number in [0, 1), got {peft.get('dropout')!r}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class AnchorGainSettings:
+    """`stages.<name>.anchor_gain` (Stage I): measure the anchor gain on every `every_n_steps`-th training batch;
+    with `stop_at` (nats/token), end the stage once the mean of the last `window` measurements reaches it."""
+
+    every_n_steps: int
+    stop_at: float | None = None
+    window: int = 4
+
+    def __post_init__(self) -> None:
+        for key in ("every_n_steps", "window"):
+            if not positive_int(getattr(self, key)):
+                raise ValueError(f"anchor_gain.{key} must be a positive integer, got {getattr(self, key)!r}")
+        if self.stop_at is not None and not is_number(self.stop_at):
+            raise ValueError(f"anchor_gain.stop_at must be a number (nats/token) or null, got {self.stop_at!r}")
+
+
 # the keys of a stage config that become objects (or LoRA / GradCache settings) rather than loop settings
 OBJECT_KEYS = ("loss", "optimizer", "scheduler", "peft", "grad_cache")
 
@@ -211,6 +228,7 @@ class StageLoop:
         init_from: the stage it must start from (checked against the pipeline's order).
         budget_of: stages whose steps this one spends (`pipeline=baseline_budget`).
         pool: which candidates a contrastive query is scored against (`bireco.stage_settings.check_candidate_pool`).
+        anchor_gain: Stage I's `AnchorGainSettings` (`train/anchor_gain`, the optional stop); None = not measured.
     """
 
     batch_size: int
@@ -224,8 +242,18 @@ class StageLoop:
     init_from: str | None = None
     budget_of: list[str] | None = None
     pool: str | None = None
+    anchor_gain: AnchorGainSettings | None = None
 
     def __post_init__(self) -> None:
+        if self.anchor_gain is not None and not isinstance(self.anchor_gain, AnchorGainSettings):
+            if not isinstance(self.anchor_gain, dict):
+                raise ValueError(
+                    f"anchor_gain must be a mapping (every_n_steps, stop_at, window) or null, got {self.anchor_gain!r}"
+                )
+            try:
+                object.__setattr__(self, "anchor_gain", AnchorGainSettings(**self.anchor_gain))
+            except TypeError as e:
+                raise ValueError(f"anchor_gain: {e} (its settings: every_n_steps, stop_at, window)") from e
         if not positive_int(self.max_steps):
             raise ValueError(f"max_steps must be a positive number of optimizer steps, got {self.max_steps!r}")
         for key in ("batch_size", "accumulate_grad_batches", "checkpoint_every_n_steps"):

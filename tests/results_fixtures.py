@@ -15,6 +15,7 @@ def write_run(
     gain: float | None = None,
     mteb: float | None = None,
     stage1_hit: float | None = None,
+    stage1_steps: int = 10,
 ) -> Path:
     """`<root>/<pipeline>/seed-<seed>/` with results.json and the last stage's probe_queries.json."""
     run = root / pipeline / f"seed-{seed}"
@@ -25,7 +26,8 @@ def write_run(
         (run / "stages" / f"{i}-{stage}").mkdir(parents=True)
         metrics = {"val/anchor_gain": gain} if stage == "reconstruction" else {}
         recon = {"q2d": {"f1": 0.5, "f1_shuffled": 0.2}, "d2q": {"f1": 0.4, "f1_shuffled": 0.1}}
-        record = {"stage": stage, "steps": 10, "metrics": metrics, "reconstruction": recon if gain else None}
+        steps = stage1_steps if stage == "reconstruction" else 10
+        record = {"stage": stage, "steps": steps, "metrics": metrics, "reconstruction": recon if gain else None}
         if stage == "reconstruction" and stage1_hit is not None:
             record["probe"] = {"hit@1": stage1_hit, "mrr@10": stage1_hit, "stage": stage, "step": 10}
         records.append(record)

@@ -17,7 +17,7 @@ def test_main_prints_machine_table_and_verdict(tmp_path: Path, capsys) -> None:
     main([str(tmp_path)])
     out = capsys.readouterr().out
     assert out.startswith("Machine: ") and " cores, torch " in out.splitlines()[0]
-    assert "| bireco | 2 (1, 2) | 0.500 ± 0.000 | 0.688 ± 0.000 | — | 0.1200 ± 0.0000 |" in out
+    assert "| bireco | 2 (1, 2) | 0.500 ± 0.000 | 0.688 ± 0.000 | 10 ± 0 | — | 0.1200 ± 0.0000 |" in out
     assert "| baseline | 2 × 4 | +0.375 [95% CI" in out
     assert "Verdict: bireco is better than baseline" in out or "no difference shown" in out
 

@@ -17,10 +17,11 @@ def runs(tmp_path: Path):
     for seed, shift in ((1, 0.0), (2, 0.1), (3, -0.1)):
         base = [0.2 + shift] * Q
         bireco_mrr = [min(1.0, x + 0.3) for x in base]
-        write_run(tmp_path, "bireco", seed, bireco_mrr, gain=0.2 + shift, mteb=40 + 10 * shift, stage1_hit=0.3 + shift)
+        stage1 = {"gain": 0.2 + shift, "stage1_hit": 0.3 + shift, "stage1_steps": 300 + int(500 * shift)}
+        write_run(tmp_path, "bireco", seed, bireco_mrr, mteb=40 + 10 * shift, **stage1)
         write_run(tmp_path, "baseline", seed, base, mteb=30 + 10 * shift)
     # one seed only: identical to bireco seed 1 at the end, at chance after Stage I
-    write_run(tmp_path, "anchor_control", 1, [0.5] * Q, gain=0.001, stage1_hit=0.0)
+    write_run(tmp_path, "anchor_control", 1, [0.5] * Q, gain=0.001, stage1_hit=0.0, stage1_steps=600)
     return collect(tmp_path)
 
 
@@ -33,6 +34,9 @@ def test_each_pipeline_reports_mean_sd_and_its_seeds(runs) -> None:
     assert rows["baseline"]["mteb"].mean == pytest.approx(30.0)
     assert rows["bireco"]["stage1_hit@1"].mean == pytest.approx(0.3) and rows["bireco"]["stage1_hit@1"].n == 3
     assert rows["anchor_control"]["stage1_hit@1"].mean == 0.0 and rows["baseline"]["stage1_hit@1"] is None
+    # Stage I's length per seed (the anchor-gain stop can end it before max_steps)
+    assert (rows["bireco"]["stage1_steps"].mean, rows["bireco"]["stage1_steps"].sd) == pytest.approx((300, 50))
+    assert rows["anchor_control"]["stage1_steps"].mean == 600 and rows["baseline"]["stage1_steps"] is None
 
 
 def test_differences_are_paired_over_seeds_and_queries(runs) -> None:
@@ -46,8 +50,9 @@ def test_differences_are_paired_over_seeds_and_queries(runs) -> None:
 def test_rendered_table_labels_one_seed_lists_missing_ones_and_states_the_verdict(runs) -> None:
     text = render(runs)
     assert "| anchor_control | 1 (1) — one seed; missing [2, 3] |" in text
-    assert "| bireco | 3 (1, 2, 3) | 0.000 ± 0.000 | 0.500 ± 0.100 | 0.300 ± 0.100 | 0.2000 ± 0.1000 |" in text
-    assert "| baseline | 3 (1, 2, 3) | 0.000 ± 0.000 | 0.200 ± 0.100 | — | — | — |" in text
+    bireco = "| bireco | 3 (1, 2, 3) | 0.000 ± 0.000 | 0.500 ± 0.100 | 300 ± 50 | 0.300 ± 0.100 | 0.2000 ± 0.1000 |"
+    assert bireco in text
+    assert "| baseline | 3 (1, 2, 3) | 0.000 ± 0.000 | 0.200 ± 0.100 | — | — | — | — |" in text
     assert "| baseline | 3 × 8 | +0.300 [95% CI +0.300, +0.300] |" in text
     assert "| anchor_control | 1 × 8 | +0.000 [95% CI +0.000, +0.000] (includes 0) |" in text
     assert verdict(runs) in text

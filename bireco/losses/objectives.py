@@ -163,6 +163,11 @@ class BidirectionalReconstruction(Objective):
             e_q, e_d = _roll(e_q), _roll(e_d)
         return LossOutput(self.loss(encoder, batch, e_q, e_d, **self._step_denominators(batch, step)))
 
+    def anchor_gain(self, encoder: TextEncoder, batch: Batch) -> torch.Tensor:
+        """Loss from another pair's embedding minus the loss from the pair's own (nats/token, α-weighted): what
+        the embedding tells the decoder about the other side; 0 = nothing (`bireco.lit.anchor_gain`)."""
+        return self.validation(encoder, batch)["anchor_gain"]
+
     def validation(self, encoder: TextEncoder, batch: Batch) -> dict[str, torch.Tensor]:
         e_q, e_d = self.anchors(encoder, batch)
         losses = self.loss(encoder, batch, e_q, e_d)

@@ -109,6 +109,8 @@ def summary_rows(runs: dict[str, dict[int, SeedRun]]) -> list[dict[str, Any]]:
             "anchor_gain": spread([r.anchor_gain for r in rs if r.anchor_gain is not None]),
             # what Stage I alone makes of the EOS embedding: the anchor control's stays at chance
             "stage1_hit@1": spread([r.stage1_hit for r in rs if r.stage1_hit is not None]),
+            # Stage I's length: max_steps, or fewer where its anchor-gain stop ended it
+            "stage1_steps": spread([r.steps["reconstruction"] for r in rs if "reconstruction" in r.steps]),
             "mteb": spread([r.mteb for r in rs if r.mteb is not None]),
         }
         for m in METRICS:
@@ -124,9 +126,9 @@ def render(runs: dict[str, dict[int, SeedRun]], reference: str = "bireco") -> st
     """The markdown the demo prints: summary, paired differences, the verdict."""
     rows = summary_rows(runs)
     lines = [
-        "| pipeline | seeds | hit@1 | MRR@10 | hit@1 after Stage I | Stage I anchor gain (nats/token) "
+        "| pipeline | seeds | hit@1 | MRR@10 | Stage I steps | hit@1 after Stage I | Stage I anchor gain (nats/token) "
         "| F1 q2d: true / shuffled | mteb avg |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         n = len(row["seeds"])
@@ -136,7 +138,8 @@ def render(runs: dict[str, dict[int, SeedRun]], reference: str = "bireco") -> st
         f1 = "—" if row["f1_q2d"] is None else f"{_cell(row['f1_q2d'])} / {_cell(row['f1_q2d_shuffled'])}"
         lines.append(
             f"| {row['pipeline']} | {seeds} | {_cell(row['hit@1'])} | {_cell(row['mrr@10'])} | "
-            f"{_cell(row['stage1_hit@1'])} | {_cell(row['anchor_gain'], 4)} | {f1} | {_cell(row['mteb'], 2)} |"
+            f"{_cell(row['stage1_steps'], 0)} | {_cell(row['stage1_hit@1'])} | {_cell(row['anchor_gain'], 4)} | "
+            f"{f1} | {_cell(row['mteb'], 2)} |"
         )
     lines += [
         "",
