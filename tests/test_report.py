@@ -30,3 +30,27 @@ def test_main_refuses_a_folder_without_runs(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as usage:  # argparse: the usage on stderr, exit status 2
         main([])
     assert usage.value.code == 2
+
+
+def test_with_out_the_curves_per_seed_are_drawn_next_to_the_report(tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs"
+    for seed in (1, 2):
+        run = write_run(runs, "bireco", seed, [0.5, 1.0], gain=0.12)
+        write_run(runs, "baseline", seed, [0.5, 0.5])
+        logs = run / "stages" / "0-reconstruction" / "logs"
+        logs.mkdir()
+        (logs / "metrics.csv").write_text("epoch,step,train/anchor_gain\n0,0,0.0\n0,10,0.05\n0,20,0.12\n")
+        (run / "stages" / "1-contrastive" / "probe.jsonl").write_text(
+            '{"step": 0, "mrr@10": 0.2}\n{"step": 10, "mrr@10": 0.5}\n'
+        )
+    out = tmp_path / "report" / "report.md"
+    out.parent.mkdir()
+    main([str(runs), "--out", str(out)])
+    png = out.with_name("curves.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"Curves (one line per seed): {png}" in out.read_text()
+    # without curves to draw (no logs), no figure and no line
+    bare = tmp_path / "bare"
+    write_run(bare, "baseline", 1, [0.5])
+    main([str(bare), "--out", str(tmp_path / "bare.md")])
+    assert not (tmp_path / "curves.png").exists() and "Curves" not in (tmp_path / "bare.md").read_text()

@@ -78,7 +78,7 @@ class AnchorGainMonitor(L.Callback):
             self.stopped_at = trainer.global_step
             trainer.should_stop = True
             log.info(
-                "stage '%s': anchor gain %.4f (mean of the last %d checks) >= %s: stopping after step %d",
+                "stage '%s': anchor gain %.4f (mean of the last %d checks) >= %s: stopping after %d steps",
                 pl_module.stage,
                 self.recent_mean(),
                 self.settings.window,

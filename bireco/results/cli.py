@@ -125,5 +125,8 @@ def report_main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"bireco-report: {args.runs}: no such folder")
     text = report(args.runs)
     if args.out:
+        # the curves next to the table: anchor gain and probe per seed
+        plot = plots.plot_seed_curves(collect(args.runs), Path(args.out).with_name("curves.png"))
+        text += f"\nCurves (one line per seed): {plot}\n" if plot else ""
         atomic_write_text(Path(args.out), text)
     sys.stdout.write(text)

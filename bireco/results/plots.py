@@ -96,7 +96,8 @@ def plot_curves(run: RunRecord, out: Path) -> Path | None:
         m = read_metrics_csv(f)
         if stage == "reconstruction":
             panels.append((f"{stage}: loss", {k: m[k] for k in ("train/loss_q2d", "train/loss_d2q") if k in m}))
-            panels.append((f"{stage}: anchor gain", {k: m[k] for k in ("val/anchor_gain",) if k in m}))
+            gains = ("train/anchor_gain", "val/anchor_gain")  # training batches (the stop reads it), held-out pairs
+            panels.append((f"{stage}: anchor gain", {k: m[k] for k in gains if k in m}))
         else:
             panels.append((f"{stage}: loss", {k: m[k] for k in ("train/loss", "val/loss") if k in m}))
     panels = [p for p in panels if p[1]]
@@ -180,3 +181,46 @@ def plot_reconstruction(runs: list[RunRecord], out: Path) -> Path | None:
     path = out / "reconstruction.png"
     _save(fig, path)
     return path
+
+
+def plot_seed_curves(runs: dict, out: Path) -> Path | None:
+    """The demo's curves over seeds, one line per run and one colour per pipeline: Stage I's anchor gain on the
+    training batches (where its stop reads it; held-out `val/anchor_gain` when not logged) and the last stage's
+    retrieval probe (MRR@10).
+
+    Args:
+        runs: pipeline -> seed -> `bireco.results.compare.SeedRun` (`compare.collect`).
+        out: the PNG to write.
+    """
+    gains, probes = {}, {}  # (pipeline, seed) -> [(step, value)]
+    for pipeline, by_seed in runs.items():
+        for seed, run in by_seed.items():
+            stages = Run(run.path).stages()
+            for st in stages:
+                f = st.file("logs/metrics.csv")
+                if st.name == "reconstruction" and f.is_file():
+                    m = read_metrics_csv(f)
+                    pts = m.get("train/anchor_gain") or m.get("val/anchor_gain")
+                    if pts:
+                        gains[pipeline, seed] = pts
+            probe = stages[-1].file("probe.jsonl") if stages else None
+            if probe is not None and probe.is_file():
+                probes[pipeline, seed] = [(r["step"], r["mrr@10"]) for r in read_probe(probe) if "mrr@10" in r]
+    panels = [
+        (t, s) for t, s in (("Stage I: anchor gain (nats/token)", gains), ("last stage: probe MRR@10", probes)) if s
+    ]
+    if not panels:
+        return None
+    colour = {p: f"C{i}" for i, p in enumerate(runs)}
+    fig, axes = _figure(len(panels), width=5.0)
+    for ax, (title, series) in zip(axes, panels, strict=True):
+        labelled = set()
+        for (pipeline, _seed), pts in sorted(series.items()):
+            label = None if pipeline in labelled else pipeline
+            labelled.add(pipeline)
+            ax.plot(*zip(*pts, strict=True), color=colour[pipeline], alpha=0.8, linewidth=1.2, label=label)
+        ax.set(title=title, xlabel="step (within stage)")
+        ax.legend(fontsize="small")
+    fig.suptitle("one line per seed")
+    _save(fig, out)
+    return out
