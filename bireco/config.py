@@ -136,6 +136,11 @@ def _check_scale_out(cfg: DictConfig, stages: list[str]) -> None:
         gc = st.get("grad_cache") or {}
         chunk, budget = gc.get("chunk_size"), gc.get("max_tokens")
         name = strategy_name(stage_strategy(cfg, stage))
+        if st.get("anchor_gain") is not None and name.startswith("fsdp"):
+            raise ConfigError(
+                f"stages.{stage}.anchor_gain with trainer.strategy={name}: the monitor runs the encoder outside "
+                f"the FSDP wrapper (its blocks are sharded); set stages.{stage}.anchor_gain=null"
+            )
         if (chunk or budget) is not None and (name.startswith("fsdp") or name.startswith("deepspeed")):
             what = f"chunk_size={chunk}" if chunk is not None else f"max_tokens={budget}"
             raise ConfigError(

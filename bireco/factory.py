@@ -167,7 +167,7 @@ def build_trainer_and_module(
         ComputeReport(every_n_steps=int(cfg.trainer.get("log_every_n_steps") or 50)),
     ]
     gain = check_stage_loop(name, stage).anchor_gain
-    if gain is not None:
+    if gain is not None:  # refused under FSDP (bireco.config)
         callbacks.append(AnchorGainMonitor(gain))
     loggers = build_loggers(cfg, stage_dir, run_name, name)
     if loggers:  # reports only through loggers (tokens/s, FLOPs and memory: ComputeReport, above)

@@ -4,10 +4,11 @@ Stage I's mechanism is a phase transition (docs/results.md): the anchor gain —
 from another pair's embedding than from its own — sits at 0 until the decoder starts reading the embedding, then
 rises. When the transition comes depends on the seed and on the CPU's kernels, so a fixed `max_steps` either stops
 before it or spends steps after it. `AnchorGainMonitor` measures the gain every `every_n_steps` optimizer steps on
-the training batch *about to be trained on* (no gradients, dropout off): rows the model has not yet stepped on in
-the first epoch, and no held-out data — the held-out people are the retrieval probe's, so a stop decided on them
-would select the model on the probe. With `stop_at` set, the stage ends after the step at which the mean of the
-last `window` measurements reaches it; `max_steps` is then the cap. The stage record says which ended it.
+the training batch *about to be trained on* (no gradients, dropout off, under the trainer's precision): in the
+first epoch rows the model has not yet stepped on (later ones it has, an epoch earlier), and no held-out data —
+the held-out people are the retrieval probe's, so a stop decided on them would select the model on the probe.
+With `stop_at` set, the stage ends after the step at which the mean of the last `window` measurements reaches
+it; `max_steps` is then the cap. The stage record says which ended it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ class AnchorGainMonitor(L.Callback):
     """Logs `train/anchor_gain` (nats/token, α-weighted over the directions) and, with `stop_at`, ends the stage
     once the mean of the last `window` measurements reaches it. Needs a loss with `anchor_gain(encoder, batch)`
     (`BidirectionalReconstruction`). Under DDP the gain is averaged over ranks, so every rank stops at the same
-    step; under accumulation the first micro-batch of an optimizer step is measured."""
+    step; under accumulation the first micro-batch of an optimizer step is measured. It calls the encoder outside
+    the strategy's wrapper, so it refuses FSDP (`bireco.factory`).
+
+    Args:
+        settings: `stages.<name>.anchor_gain` (every_n_steps, stop_at, window).
+    """
 
     def __init__(self, settings: AnchorGainSettings) -> None:
         self.settings = settings
@@ -55,15 +61,18 @@ class AnchorGainMonitor(L.Callback):
         if self.stopped_at is not None:  # resumed from a checkpoint written after the stop
             trainer.should_stop = True
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int):
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         step = trainer.global_step
         if step % self.settings.every_n_steps or (self.history and self.history[-1][0] >= step):
             return
-        was_training = pl_module.training
+        modes = {m: m.training for m in pl_module.modules()}  # restored module by module (some may be in eval)
         pl_module.eval()
-        with torch.no_grad():
+        with torch.no_grad(), trainer.precision_plugin.forward_context():
             gain = pl_module.objective.anchor_gain(pl_module.encoder, batch).detach().float()
-        pl_module.train(was_training)
+        for m, training in modes.items():
+            m.training = training
         gain = float(trainer.strategy.reduce(gain, reduce_op="mean"))
         self.history.append((step, gain))
         for lg in trainer.loggers:
@@ -72,7 +81,9 @@ class AnchorGainMonitor(L.Callback):
         if self.settings.stop_at is not None and mean is not None and mean >= self.settings.stop_at:
             self._stop_pending = True  # after this step's update: never mid-accumulation
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx):
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self._stop_pending and trainer.global_step > self.history[-1][0]:
             self._stop_pending = False
             self.stopped_at = trainer.global_step

@@ -11,6 +11,7 @@ import json
 import logging
 from pathlib import Path
 
+from bireco.results.compare import SeedRun
 from bireco.results.reconstruction import reconstruction_scores
 from bireco.results.records import COLUMNS, RunRecord, Scores
 from bireco.results.table import Row, _diff
@@ -183,7 +184,7 @@ def plot_reconstruction(runs: list[RunRecord], out: Path) -> Path | None:
     return path
 
 
-def plot_seed_curves(runs: dict, out: Path) -> Path | None:
+def plot_seed_curves(runs: dict[str, dict[int, SeedRun]], out: Path) -> Path | None:
     """The demo's curves over seeds, one line per run and one colour per pipeline: Stage I's anchor gain on the
     training batches (where its stop reads it; held-out `val/anchor_gain` when not logged) and the last stage's
     retrieval probe (MRR@10).
@@ -191,6 +192,9 @@ def plot_seed_curves(runs: dict, out: Path) -> Path | None:
     Args:
         runs: pipeline -> seed -> `bireco.results.compare.SeedRun` (`compare.collect`).
         out: the PNG to write.
+
+    Returns:
+        `out`, or None when no run logged either curve (nothing is written).
     """
     gains, probes = {}, {}  # (pipeline, seed) -> [(step, value)]
     for pipeline, by_seed in runs.items():

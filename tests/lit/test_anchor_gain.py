@@ -3,6 +3,7 @@ stops on an optimizer-step boundary once the recent mean reaches `stop_at`, and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -88,6 +89,23 @@ def test_training_is_the_same_with_and_without_it(make_tiny_model, tiny_tokenize
         assert torch.equal(a, b), name
 
 
+def test_the_measurement_leaves_every_module_in_its_own_mode(make_tiny_model, tiny_tokenizer) -> None:
+    module = _module(make_tiny_model, tiny_tokenizer)
+    module.train()
+    next(m for m in module.modules() if isinstance(m, torch.nn.Embedding)).eval()  # one module kept in eval
+    before = {n: m.training for n, m in module.named_modules()}
+    trainer = SimpleNamespace(
+        global_step=0,
+        strategy=SimpleNamespace(reduce=lambda t, reduce_op: t),
+        loggers=[],
+        precision_plugin=SimpleNamespace(forward_context=contextlib.nullcontext),
+    )
+    monitor = AnchorGainMonitor(AnchorGainSettings(every_n_steps=1))
+    monitor.on_train_batch_start(trainer, module, _batches(tiny_tokenizer)[0], 0)
+    assert len(monitor.history) == 1
+    assert {n: m.training for n, m in module.named_modules()} == before
+
+
 def test_it_stops_after_the_step_where_the_recent_mean_reaches_stop_at(make_tiny_model, tiny_tokenizer) -> None:
     batches = _batches(tiny_tokenizer)
     # every gain is above -100: the mean of the last 2 checks exists at step 1, so the stage ends after step 1
@@ -131,9 +149,19 @@ def test_its_state_resumes_and_a_stage_resumed_after_the_stop_stays_stopped() ->
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("stages.reconstruction.anchor_gain.every_n_steps=0", "stages.reconstruction.anchor_gain.every_n_steps must"),
-        ("stages.reconstruction.anchor_gain.stop_at=high", "stages.reconstruction.anchor_gain.stop_at must be a"),
-        ("+stages.reconstruction.anchor_gain.patience=3", "stages.reconstruction.anchor_gain: .*patience"),
+        (
+            "stages.reconstruction.anchor_gain={every_n_steps: 0}",
+            "stages.reconstruction.anchor_gain.every_n_steps must",
+        ),
+        (
+            "stages.reconstruction.anchor_gain={every_n_steps: 5, stop_at: high}",
+            "reconstruction.anchor_gain.stop_at must",
+        ),
+        (
+            "stages.reconstruction.anchor_gain={every_n_steps: 5, patience: 3}",
+            "reconstruction.anchor_gain: .*patience",
+        ),
+        ("stages.reconstruction.anchor_gain=7", "stages.reconstruction.anchor_gain must be a mapping"),
         ("+stages.contrastive.anchor_gain={every_n_steps: 5}", "stages.contrastive.anchor_gain: the stage's loss"),
     ],
 )
@@ -142,15 +170,23 @@ def test_bad_settings_are_one_config_error_naming_the_key(override: str, message
         validate_config(compose_cfg([override]))
 
 
+def test_a_batch_of_one_and_fsdp_are_refused() -> None:
+    on = "stages.reconstruction.anchor_gain={every_n_steps: 5}"
+    with pytest.raises(ConfigError, match=r"anchor_gain needs batch_size >= 2"):
+        validate_config(compose_cfg([on, "stages.reconstruction.batch_size=1"]))
+    with pytest.raises(ConfigError, match=r"stages.reconstruction.anchor_gain with trainer.strategy=fsdp"):
+        big = ["model=mistral-7b", "trainer=ddp", "stages.reconstruction.batch_size=2"]  # its own: 1 per device
+        validate_config(compose_cfg([*big, on], fast=False))
+    validate_config(compose_cfg([on]))  # the same setting on one device is fine
+
+
 @pytest.mark.integration
 def test_the_stage_record_says_the_stop_ended_stage1(tmp_path: Path, bireco_cache) -> None:
     over = [
         "pipeline=stage1_only",
         "stages.reconstruction.max_steps=3",
         "stages.reconstruction.probe=false",
-        "stages.reconstruction.anchor_gain.every_n_steps=1",
-        "stages.reconstruction.anchor_gain.window=1",
-        "stages.reconstruction.anchor_gain.stop_at=-100",
+        "stages.reconstruction.anchor_gain={every_n_steps: 1, window: 1, stop_at: -100}",
     ]
     results = run_pipeline(compose_cfg(over), tmp_path / "run")
     (rec,) = results["stage_results"]
