@@ -254,8 +254,9 @@ class StageLoop:
                 object.__setattr__(self, "anchor_gain", AnchorGainSettings(**self.anchor_gain))
             except TypeError as e:
                 raise ValueError(f"anchor_gain: {e} (its settings: every_n_steps, stop_at, window)") from e
-            if isinstance(self.batch_size, int) and self.batch_size < 2:  # a row is decoded from another row's vector
-                raise ValueError(f"anchor_gain needs batch_size >= 2 (another row's embedding), got {self.batch_size}")
+        if self.anchor_gain is not None and isinstance(self.batch_size, int) and self.batch_size < 2:
+            # each row is decoded from another row's embedding: a batch of one has none
+            raise ValueError(f"anchor_gain needs batch_size >= 2 (another row's embedding), got {self.batch_size}")
         if not positive_int(self.max_steps):
             raise ValueError(f"max_steps must be a positive number of optimizer steps, got {self.max_steps!r}")
         for key in ("batch_size", "accumulate_grad_batches", "checkpoint_every_n_steps"):

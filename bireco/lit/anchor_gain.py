@@ -29,7 +29,7 @@ class AnchorGainMonitor(L.Callback):
     once the mean of the last `window` measurements reaches it. Needs a loss with `anchor_gain(encoder, batch)`
     (`BidirectionalReconstruction`). Under DDP the gain is averaged over ranks, so every rank stops at the same
     step; under accumulation the first micro-batch of an optimizer step is measured. It calls the encoder outside
-    the strategy's wrapper, so it refuses FSDP (`bireco.factory`).
+    the strategy's wrapper, so FSDP is refused (`bireco.config`).
 
     Args:
         settings: `stages.<name>.anchor_gain` (every_n_steps, stop_at, window).

@@ -200,13 +200,11 @@ def plot_seed_curves(runs: dict[str, dict[int, SeedRun]], out: Path) -> Path | N
     for pipeline, by_seed in runs.items():
         for seed, run in by_seed.items():
             stages = Run(run.path).stages()
-            for st in stages:
-                f = st.file("logs/metrics.csv")
-                if st.name == "reconstruction" and f.is_file():
-                    m = read_metrics_csv(f)
-                    pts = m.get("train/anchor_gain") or m.get("val/anchor_gain")
-                    if pts:
-                        gains[pipeline, seed] = pts
+            stage1 = next((st.file("logs/metrics.csv") for st in stages if st.name == "reconstruction"), None)
+            if stage1 is not None and stage1.is_file():
+                m = read_metrics_csv(stage1)
+                if pts := m.get("train/anchor_gain") or m.get("val/anchor_gain"):
+                    gains[pipeline, seed] = pts
             probe = stages[-1].file("probe.jsonl") if stages else None
             if probe is not None and probe.is_file():
                 probes[pipeline, seed] = [(r["step"], r["mrr@10"]) for r in read_probe(probe) if "mrr@10" in r]
