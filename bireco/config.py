@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bireco.data.prepare import check_data_settings
 from bireco.errors import ConfigError
@@ -118,6 +118,14 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(
             f"probe.mteb_data_root={probe.get('mteb_data_root')!r} and probe.mteb_every_n_steps="
             f"{probe.get('mteb_every_n_steps')!r}: set both to run the in-training mteb probe, or neither"
+        )
+    scored = OmegaConf.select(cfg, "probe.reconstruction.stages")
+    if scored is not None and (
+        not isinstance(scored, ListConfig) or any(not isinstance(s, str) or s not in cfg.stages for s in scored)
+    ):
+        raise ConfigError(
+            f"probe.reconstruction.stages={scored!r}: a list of stage names ({', '.join(cfg.stages)}), or null "
+            "for every stage"
         )
     _check_scale_out(cfg, stages)
 

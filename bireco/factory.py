@@ -198,7 +198,8 @@ def build_trainer_and_module(
             )
         )
     rcfg = cfg.probe.get("reconstruction")
-    if rcfg is not None and rcfg.enabled and not sharded:
+    scored = rcfg is not None and rcfg.enabled and (rcfg.get("stages") is None or name in rcfg.stages)
+    if scored and not sharded:
         # scored on Stage I's targets where the run has a Stage I config; else ReconstructionScore's default
         segments = OmegaConf.select(cfg, "stages.reconstruction.loss.target_segments")
         targets = {} if segments is None else {"target_segments": tuple(segments)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -495,3 +497,28 @@ def test_a_stage_s_loop_settings_go_through_their_schema(override: str, message:
     ignored, and each value has one check."""
     with pytest.raises(ConfigError, match=message):
         validate_config(compose_cfg([override]))
+
+
+@pytest.mark.parametrize("value", ["[contrastive,nope]", "contrastive", "[3]"])
+def test_the_reconstruction_score_names_known_stages(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^probe.reconstruction.stages=.*: a list of stage names \(.*contrastive"):
+        validate_config(compose_cfg([f"probe.reconstruction.stages={value}"]))
+    validate_config(compose_cfg(["probe.reconstruction.stages=[warmup,reconstruction]"]))
+
+
+def test_validating_a_config_imports_neither_transformers_nor_lightning() -> None:
+    """A config error is one line in ~2 s: validation runs before the ~5 s of transformers / Lightning imports."""
+    code = (
+        "import sys\n"
+        "from hydra import compose, initialize_config_dir\n"
+        "from bireco.conf import CONF_DIR\n"
+        "from bireco.config import validate_config\n"
+        "from bireco.utils.resolvers import register\n"
+        "register()\n"
+        "with initialize_config_dir(config_dir=CONF_DIR, version_base='1.3'):\n"
+        "    validate_config(compose('train', overrides=['experiment=demo', 'pipeline=bireco']))\n"
+        "print(sorted(m for m in ('transformers', 'lightning', 'peft', 'mteb') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

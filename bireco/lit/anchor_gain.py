@@ -39,7 +39,6 @@ class AnchorGainMonitor(L.Callback):
         self.settings = settings
         self.history: list[tuple[int, float]] = []  # (optimizer step, gain) — the steps before they trained
         self.stopped_at: int | None = None
-        self._stop_pending = False
 
     @property
     def state_key(self) -> str:
@@ -57,9 +56,37 @@ class AnchorGainMonitor(L.Callback):
         w = self.settings.window
         return sum(g for _, g in self.history[-w:]) / w if len(self.history) >= w else None
 
+    def _stop_due(self, step: int) -> bool:
+        """The last measurement's step has been applied (never mid-accumulation) and the recent mean reached
+        `stop_at`. Read from the state alone, so a checkpoint saved between the measurement and the stop (a
+        preemption at that step) resumes into the same stop."""
+        mean = self.recent_mean()
+        stop_at = self.settings.stop_at
+        return (
+            self.stopped_at is None
+            and stop_at is not None
+            and mean is not None
+            and step > self.history[-1][0]
+            and mean >= stop_at
+        )
+
+    def _stop(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.stopped_at = trainer.global_step
+        trainer.should_stop = True
+        log.info(
+            "stage '%s': anchor gain %.4f (mean of the last %d checks) >= %s: stopping after %d steps",
+            getattr(pl_module, "stage", "?"),
+            self.recent_mean(),
+            self.settings.window,
+            self.settings.stop_at,
+            self.stopped_at,
+        )
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.stopped_at is not None:  # resumed from a checkpoint written after the stop
             trainer.should_stop = True
+        elif self._stop_due(trainer.global_step):  # resumed from one written at the stop, before it was recorded
+            self._stop(trainer, pl_module)
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -77,25 +104,12 @@ class AnchorGainMonitor(L.Callback):
         self.history.append((step, gain))
         for lg in trainer.loggers:
             lg.log_metrics({"train/anchor_gain": gain}, step=step)
-        mean = self.recent_mean()
-        if self.settings.stop_at is not None and mean is not None and mean >= self.settings.stop_at:
-            self._stop_pending = True  # after this step's update: never mid-accumulation
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self._stop_pending and trainer.global_step > self.history[-1][0]:
-            self._stop_pending = False
-            self.stopped_at = trainer.global_step
-            trainer.should_stop = True
-            log.info(
-                "stage '%s': anchor gain %.4f (mean of the last %d checks) >= %s: stopping after %d steps",
-                pl_module.stage,
-                self.recent_mean(),
-                self.settings.window,
-                self.settings.stop_at,
-                self.stopped_at,
-            )
+        if self._stop_due(trainer.global_step):
+            self._stop(trainer, pl_module)
 
     def summary(self) -> dict[str, Any]:
         """What the stage record keeps: the settings, where it stopped (None = max_steps) and the last mean."""

@@ -8,21 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from bireco.models.attention import CAUSAL, attention_kwargs, check_attention
-from bireco.models.backbone import BackboneSpec, load_backbone
 from bireco.models.packing import PackingError, pack, unpack
 from bireco.models.pooling import get_pooling
 from bireco.models.templates import Encoded, Template, pad_encoded
 from bireco.runs import read_artifact_meta
 from bireco.utils.batching import encode_batches, packed_batches, token_budget_batches
+
+if TYPE_CHECKING:  # the loss classes import this module; config validation builds them without transformers
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 def decoder_of(model: nn.Module) -> nn.Module:
@@ -95,6 +96,8 @@ class TextEncoder(nn.Module):
             raise ValueError(
                 f"{path}: not a bireco artifact that records its template, pooling and max_length; pass them"
             )
+        from bireco.models.backbone import BackboneSpec, load_backbone
+
         model, tokenizer = load_backbone(BackboneSpec(str(path), revision, dtype))
         model.eval()
         model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))

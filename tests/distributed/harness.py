@@ -206,6 +206,16 @@ def run_scenario(scenario: Scenario, base: Path, world: int, rank: int) -> dict[
             batches.append(collator(rows))
         data, loader, steps = None, DataLoader(batches, batch_size=None), 1
     recorder = GradRecorder()
+    callbacks, local_gain = [recorder], None
+    if stage.get("anchor_gain") is not None:  # Stage I's monitor: and this rank's own gain on its first batch
+        from bireco.lit.anchor_gain import AnchorGainMonitor
+        from bireco.stage_settings import AnchorGainSettings
+
+        callbacks.append(AnchorGainMonitor(AnchorGainSettings(**stage.anchor_gain)))
+        with torch.no_grad():
+            module.eval()
+            local_gain = float(module.objective.anchor_gain(module.encoder, batches[0]))
+            module.train()
     trainer = L.Trainer(
         accelerator="cpu",
         devices=world,
@@ -213,7 +223,7 @@ def run_scenario(scenario: Scenario, base: Path, world: int, rank: int) -> dict[
         precision="32-true",
         max_steps=steps,
         accumulate_grad_batches=scenario.accumulate,
-        callbacks=[recorder],
+        callbacks=callbacks,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -230,6 +240,8 @@ def run_scenario(scenario: Scenario, base: Path, world: int, rank: int) -> dict[
         "queries": recorder.queries,
         "logged": recorder.logged,
         "masked": recorder.masked,
+        "local_gain": local_gain,
+        "gains": next((c.history for c in callbacks if hasattr(c, "history")), None),
     }
 
 

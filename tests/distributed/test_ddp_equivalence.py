@@ -29,6 +29,8 @@ GRAD_CACHE = Scenario("contrastive", chunk_size=3)
 GRAD_CACHE_ACCUM = Scenario("contrastive", chunk_size=3, accumulate=2)
 NO_GATHER = Scenario("contrastive", gather=False)
 STAGE1 = Scenario("reconstruction")
+# Stage I's anchor-gain monitor measures every step: the logged gain must be the mean over the ranks' batches
+GAIN = Scenario("reconstruction", overrides=("stages.reconstruction.anchor_gain={every_n_steps: 1, window: 1}",))
 DATA = Scenario("contrastive", from_datamodule=True)
 DUPLICATES = Scenario("contrastive", duplicates=True)  # copies of positives on both ranks, masked
 DUPLICATES_GC = Scenario("contrastive", duplicates=True, chunk_size=3)
@@ -39,7 +41,19 @@ MATRYOSHKA = (
 )
 MRL = Scenario("contrastive", overrides=MATRYOSHKA)
 MRL_GC = Scenario("contrastive", chunk_size=3, overrides=MATRYOSHKA)
-SCENARIOS = [PLAIN, GRAD_CACHE, GRAD_CACHE_ACCUM, NO_GATHER, STAGE1, DATA, DUPLICATES, DUPLICATES_GC, MRL, MRL_GC]
+SCENARIOS = [
+    PLAIN,
+    GRAD_CACHE,
+    GRAD_CACHE_ACCUM,
+    NO_GATHER,
+    STAGE1,
+    GAIN,
+    DATA,
+    DUPLICATES,
+    DUPLICATES_GC,
+    MRL,
+    MRL_GC,
+]
 # the single-process references (GradCache and no-gather runs are compared with the plain reference)
 REFERENCES = {
     PLAIN: PLAIN,
@@ -92,6 +106,17 @@ def test_two_ranks_equal_one_process_over_the_global_batch(runs, scenario: Scena
     # and that global loss is what gets logged (on every rank), not rank 0's share
     assert ranks[0]["logged"] == ranks[1]["logged"] == pytest.approx(ref["losses"][0], rel=1e-6)
     assert ref["logged"] == pytest.approx(ref["losses"][0], rel=1e-6)
+
+
+def test_the_anchor_gain_is_the_mean_over_ranks_so_every_rank_stops_alike(runs) -> None:
+    ranks = runs["two"][GAIN]
+    local = [r["local_gain"] for r in ranks]
+    assert abs(local[0] - local[1]) > 1e-4  # the ranks measured other rows
+    for r in ranks:
+        assert [s for s, _ in r["gains"]] == [0]  # one step, measured before it trained
+        assert r["gains"][0][1] == pytest.approx((local[0] + local[1]) / 2, rel=1e-5, abs=1e-7)
+    # the monitor does not change training: the same gradients as Stage I without it
+    _assert_same_grads(ranks[0]["grads"], runs["two"][STAGE1][0]["grads"])
 
 
 def test_matryoshka_changes_the_objective(runs) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -22,3 +24,21 @@ def test_metrics_are_what_their_names_say() -> None:
     assert got["mrr@10"] == pytest.approx((1 + 1 / 2 + 1 / 4) / 3)
     # a cutoff below the first relevant rank scores 0 for that query
     assert ranking_metrics(scores, [{0, 1}, {2}, {0}], k=2)["mrr@2"] == pytest.approx((1 + 1 / 2) / 3)
+
+
+@pytest.mark.integration
+def test_the_probe_interval_does_not_change_training(bireco_cache: str, tmp_path: Path) -> None:
+    """The probe encodes in eval mode and draws no random numbers, so how often it runs (the demo's curve
+    resolution) leaves the trained weights bit-identical — also with LoRA dropout drawing masks every step."""
+    from bireco.pipeline import run_pipeline
+    from tests.helpers import artifact_weights, compose_cfg
+
+    weights = []
+    for every in (1, 0):  # every step / only before and after training
+        out = tmp_path / f"every-{every}"
+        overrides = ["pipeline=bireco", f"probe.every_n_steps={every}", "stages.contrastive.peft.dropout=0.3"]
+        run_pipeline(compose_cfg(overrides), out)
+        weights.append({s: artifact_weights(out / "stages" / s) for s in ("0-reconstruction", "1-contrastive")})
+    for stage, got in weights[0].items():
+        assert got.keys() == weights[1][stage].keys() and got
+        assert all(torch.equal(got[k], weights[1][stage][k]) for k in got), stage

@@ -146,6 +146,23 @@ def test_its_state_resumes_and_a_stage_resumed_after_the_stop_stays_stopped() ->
     assert trainer.should_stop is True
 
 
+def test_a_checkpoint_saved_at_the_stop_before_it_was_recorded_resumes_into_the_same_stop() -> None:
+    """A preemption checkpoint is written in `on_train_batch_end` before the monitor's own hook records the stop
+    (and a kill during the final validation leaves it as the stage's last state): the stop is due from the state."""
+    settings = AnchorGainSettings(every_n_steps=2, stop_at=0.1, window=2)
+    saved = {"history": [(0, 0.05), (2, 0.2)], "stopped_at": None}  # mean 0.125 >= 0.1, measured at step 2
+    resumed = AnchorGainMonitor(settings)
+    resumed.load_state_dict(saved)
+    trainer = SimpleNamespace(should_stop=False, global_step=3)
+    resumed.on_train_start(trainer, None)
+    assert trainer.should_stop is True and resumed.stopped_at == 3  # where the uninterrupted stage stopped
+    below = AnchorGainMonitor(settings)
+    below.load_state_dict({"history": [(0, 0.0), (2, 0.05)], "stopped_at": None})
+    trainer = SimpleNamespace(should_stop=False, global_step=3)
+    below.on_train_start(trainer, None)
+    assert trainer.should_stop is False and below.stopped_at is None
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

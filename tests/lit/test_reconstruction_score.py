@@ -80,3 +80,13 @@ def test_loss_is_stage1_loss_on_the_first_held_out_rows(run) -> None:
 def test_needs_two_rows_for_the_control(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="n_rows >= 2"):
         ReconstructionScore(tmp_path / "r.json", n_rows=1)
+
+
+def test_only_the_named_stages_are_scored(bireco_cache: str, tmp_path: Path) -> None:
+    cfg = compose_cfg([*OVERRIDES, "probe.reconstruction.stages=[reconstruction]"])
+    run_pipeline(cfg, tmp_path)
+    assert (tmp_path / "stages" / "0-reconstruction" / "reconstruction.json").exists()
+    assert not (tmp_path / "stages" / "1-contrastive" / "reconstruction.json").exists()
+    assert (
+        json.loads((tmp_path / "stages" / "1-contrastive" / "stage_done.json").read_text())["reconstruction"] is None
+    )

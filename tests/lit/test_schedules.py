@@ -1,0 +1,44 @@
+"""The linear warm-up/decay schedule is transformers' one, step for step, and resumes from its state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import get_linear_schedule_with_warmup
+
+from bireco.lit.schedules import linear_warmup_decay
+
+
+def _lrs(scheduler: torch.optim.lr_scheduler.LRScheduler, steps: int) -> list[float]:
+    out = []
+    for _ in range(steps):
+        out.append(scheduler.get_last_lr()[0])
+        scheduler.optimizer.step()
+        scheduler.step()
+    return out
+
+
+def _optimizer() -> torch.optim.Optimizer:
+    return torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=3e-3)
+
+
+@pytest.mark.parametrize(("warmup", "max_steps", "schedule_steps"), [(0, 10, None), (3, 10, None), (30, 40, 100)])
+def test_every_step_equals_transformers_schedule(warmup: int, max_steps: int, schedule_steps: int | None) -> None:
+    ours = linear_warmup_decay(_optimizer(), max_steps, warmup_steps=warmup, schedule_steps=schedule_steps)
+    theirs = get_linear_schedule_with_warmup(_optimizer(), warmup, schedule_steps or max_steps)
+    steps = (schedule_steps or max_steps) + 5  # past the horizon the lr stays 0
+    assert _lrs(ours, steps) == _lrs(theirs, steps)
+
+
+def test_a_resumed_schedule_continues_where_it_stopped() -> None:
+    first = linear_warmup_decay(_optimizer(), 20, warmup_steps=4, schedule_steps=None)
+    _lrs(first, 7)
+    resumed = linear_warmup_decay(_optimizer(), 20, warmup_steps=4, schedule_steps=None)
+    resumed.load_state_dict(first.state_dict())
+    assert _lrs(resumed, 13) == _lrs(first, 13)
+
+
+@pytest.mark.parametrize(("max_steps", "warmup", "message"), [(None, 3, "max_steps"), (10, -1, "warmup_steps")])
+def test_bad_settings_name_the_setting(max_steps: int | None, warmup: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        linear_warmup_decay(_optimizer(), max_steps, warmup_steps=warmup, schedule_steps=None)
