@@ -131,7 +131,8 @@ def validate_config(cfg: DictConfig) -> None:
 
 
 def _check_scale_out(cfg: DictConfig, stages: list[str]) -> None:
-    """Strategies, the candidate pool, and where GradCache works."""
+    """Strategies, the candidate pool, where GradCache and the anchor-gain monitor work (they depend on the
+    strategy and the trainer's settings, which `_check_stage` does not see)."""
     from bireco.distributed import strategy_name
 
     devices, nodes = cfg.trainer.get("devices"), cfg.trainer.get("num_nodes", 1)
@@ -144,10 +145,17 @@ def _check_scale_out(cfg: DictConfig, stages: list[str]) -> None:
         gc = st.get("grad_cache") or {}
         chunk, budget = gc.get("chunk_size"), gc.get("max_tokens")
         name = strategy_name(stage_strategy(cfg, stage))
-        if st.get("anchor_gain") is not None and name.startswith("fsdp"):
+        gain = st.get("anchor_gain")
+        if gain is not None and name.startswith("fsdp"):
             raise ConfigError(
                 f"stages.{stage}.anchor_gain with trainer.strategy={name}: the monitor runs the encoder outside "
                 f"the FSDP wrapper (its blocks are sharded); set stages.{stage}.anchor_gain=null"
+            )
+        at_least = [k for k in ("min_steps", "min_epochs") if cfg.trainer.get(k)]
+        if gain is not None and gain.get("stop_at") is not None and at_least:
+            raise ConfigError(
+                f"stages.{stage}.anchor_gain.stop_at with trainer.{at_least[0]}: Lightning trains on past the stop "
+                f"until {at_least[0]} is met, so the stage would not end where the record says; unset one of them"
             )
         if (chunk or budget) is not None and (name.startswith("fsdp") or name.startswith("deepspeed")):
             what = f"chunk_size={chunk}" if chunk is not None else f"max_tokens={budget}"

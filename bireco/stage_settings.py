@@ -4,6 +4,7 @@ model; `bireco.config.validate_config` calls these before anything else runs."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import MISSING, dataclass, fields
@@ -154,7 +155,13 @@ def check_candidate_pool(stage: DictConfig, world_size: int | None, name: str) -
             f"(accumulate_grad_batches=1, grad_cache.chunk_size=N) to keep the pool, or set {key}.pool=micro_batch "
             "to accept the smaller pool"
         )
-    log.warning("%s.pool=micro_batch: with %s each query is scored against %s", key, why, sizes)
+    _warn_once(f"{key}.pool=micro_batch: with {why} each query is scored against {sizes}")
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    """A setting's warning once per process: a config is validated by the CLI and again by `run_pipeline`."""
+    log.warning(message)
 
 
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules")

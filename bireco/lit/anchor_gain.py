@@ -75,7 +75,7 @@ class AnchorGainMonitor(L.Callback):
         trainer.should_stop = True
         log.info(
             "stage '%s': anchor gain %.4f (mean of the last %d checks) >= %s: stopping after %d steps",
-            getattr(pl_module, "stage", "?"),
+            pl_module.stage,
             self.recent_mean(),
             self.settings.window,
             self.settings.stop_at,

@@ -242,6 +242,7 @@ def run_scenario(scenario: Scenario, base: Path, world: int, rank: int) -> dict[
         "masked": recorder.masked,
         "local_gain": local_gain,
         "gains": next((c.history for c in callbacks if hasattr(c, "history")), None),
+        "stopped_at": next((c.stopped_at for c in callbacks if hasattr(c, "stopped_at")), None),
     }
 
 

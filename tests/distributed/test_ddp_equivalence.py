@@ -30,7 +30,8 @@ GRAD_CACHE_ACCUM = Scenario("contrastive", chunk_size=3, accumulate=2)
 NO_GATHER = Scenario("contrastive", gather=False)
 STAGE1 = Scenario("reconstruction")
 # Stage I's anchor-gain monitor measures every step: the logged gain must be the mean over the ranks' batches
-GAIN = Scenario("reconstruction", overrides=("stages.reconstruction.anchor_gain={every_n_steps: 1, window: 1}",))
+STOP_AT_ONCE = "stages.reconstruction.anchor_gain={every_n_steps: 1, window: 1, stop_at: -100}"
+GAIN = Scenario("reconstruction", overrides=(STOP_AT_ONCE,))
 DATA = Scenario("contrastive", from_datamodule=True)
 DUPLICATES = Scenario("contrastive", duplicates=True)  # copies of positives on both ranks, masked
 DUPLICATES_GC = Scenario("contrastive", duplicates=True, chunk_size=3)
@@ -115,6 +116,7 @@ def test_the_anchor_gain_is_the_mean_over_ranks_so_every_rank_stops_alike(runs) 
     for r in ranks:
         assert [s for s, _ in r["gains"]] == [0]  # one step, measured before it trained
         assert r["gains"][0][1] == pytest.approx((local[0] + local[1]) / 2, rel=1e-5, abs=1e-7)
+        assert r["stopped_at"] == 1  # the stop fired on every rank after the same step
     # the monitor does not change training: the same gradients as Stage I without it
     _assert_same_grads(ranks[0]["grads"], runs["two"][STAGE1][0]["grads"])
 

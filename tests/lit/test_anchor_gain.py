@@ -154,12 +154,12 @@ def test_a_checkpoint_saved_at_the_stop_before_it_was_recorded_resumes_into_the_
     resumed = AnchorGainMonitor(settings)
     resumed.load_state_dict(saved)
     trainer = SimpleNamespace(should_stop=False, global_step=3)
-    resumed.on_train_start(trainer, None)
+    resumed.on_train_start(trainer, SimpleNamespace(stage="reconstruction"))
     assert trainer.should_stop is True and resumed.stopped_at == 3  # where the uninterrupted stage stopped
     below = AnchorGainMonitor(settings)
     below.load_state_dict({"history": [(0, 0.0), (2, 0.05)], "stopped_at": None})
     trainer = SimpleNamespace(should_stop=False, global_step=3)
-    below.on_train_start(trainer, None)
+    below.on_train_start(trainer, SimpleNamespace(stage="reconstruction"))
     assert trainer.should_stop is False and below.stopped_at is None
 
 
@@ -185,6 +185,14 @@ def test_a_checkpoint_saved_at_the_stop_before_it_was_recorded_resumes_into_the_
 def test_bad_settings_are_one_config_error_naming_the_key(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         validate_config(compose_cfg([override]))
+
+
+@pytest.mark.parametrize("minimum", ["min_steps", "min_epochs"])
+def test_a_stop_with_a_minimum_length_is_refused(minimum: str) -> None:
+    stop = "stages.reconstruction.anchor_gain={every_n_steps: 5, stop_at: 0.1}"
+    with pytest.raises(ConfigError, match=rf"^stages.reconstruction.anchor_gain.stop_at with trainer.{minimum}:"):
+        validate_config(compose_cfg([stop, f"+trainer.{minimum}=10"]))
+    validate_config(compose_cfg(["stages.reconstruction.anchor_gain={every_n_steps: 5}", "+trainer.min_steps=10"]))
 
 
 def test_a_batch_of_one_and_fsdp_are_refused() -> None:

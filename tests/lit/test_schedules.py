@@ -42,3 +42,12 @@ def test_a_resumed_schedule_continues_where_it_stopped() -> None:
 def test_bad_settings_name_the_setting(max_steps: int | None, warmup: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         linear_warmup_decay(_optimizer(), max_steps, warmup_steps=warmup, schedule_steps=None)
+
+
+def test_a_checkpoint_of_transformers_schedule_resumes_into_this_one() -> None:
+    """Checkpoints written before the schedule was plain torch hold transformers' LambdaLR state."""
+    theirs = get_linear_schedule_with_warmup(_optimizer(), 4, 20)
+    _lrs(theirs, 7)
+    ours = linear_warmup_decay(_optimizer(), 20, warmup_steps=4, schedule_steps=None)
+    ours.load_state_dict(theirs.state_dict())
+    assert _lrs(ours, 13) == _lrs(theirs, 13)
