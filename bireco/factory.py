@@ -233,6 +233,6 @@ def build_trainer_and_module(
         default_root_dir=str(stage_dir),
         use_distributed_sampler=False,  # our batch sampler shards the homogeneous global batch itself
     )
-    if "pool" in stage:
-        check_candidate_pool(stage, trainer.num_devices * trainer.num_nodes, name)
+    if "pool" in stage and (note := check_candidate_pool(stage, trainer.num_devices * trainer.num_nodes, name)):
+        log.warning(note)  # with the world size the trainer found
     return trainer, module, datamodule, probe

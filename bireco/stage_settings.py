@@ -4,8 +4,6 @@ model; `bireco.config.validate_config` calls these before anything else runs."""
 
 from __future__ import annotations
 
-import functools
-import logging
 import re
 from dataclasses import MISSING, dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -18,7 +16,6 @@ from bireco.utils.checks import is_number, positive_int
 if TYPE_CHECKING:
     from bireco.losses.objective import Objective
 
-log = logging.getLogger(__name__)
 
 SINGLE_DEVICE = ("auto", "single_device")
 
@@ -124,16 +121,20 @@ def candidate_pool(stage: DictConfig, world_size: int) -> tuple[int, int]:
 POOLS = ("global_batch", "micro_batch")
 
 
-def check_candidate_pool(stage: DictConfig, world_size: int | None, name: str) -> None:
+def check_candidate_pool(stage: DictConfig, world_size: int | None, name: str) -> str | None:
     """`stages.<name>.pool` says which candidates a query is scored against, and the layout must give it.
 
     `global_batch` (default): every row of the optimizer step — so no gradient accumulation (use GradCache
     chunks) and gathering across ranks. `micro_batch`: accumulation (or no gather) is allowed, and the pool
-    size it leaves is logged next to the global batch.
+    size it leaves is returned next to the global batch, for the stage builder to log once (validation, which
+    runs more than once per job, only raises).
 
     Args:
         world_size: number of ranks, or None where it is known only at fit start (`trainer.devices=-1`).
         name: the stage's key under `stages`, for the messages.
+
+    Returns:
+        The smaller pool's description under `micro_batch`, else None.
     """
     key = f"stages.{name}"
     mode = stage.get("pool", "global_batch")
@@ -141,7 +142,7 @@ def check_candidate_pool(stage: DictConfig, world_size: int | None, name: str) -
         raise ConfigError(f"{key}.pool={mode!r}: choose one of {list(POOLS)}")
     k, gather = int(stage.accumulate_grad_batches), stage.loss.get("gather_across_ranks", True)
     if k == 1 and (gather or world_size == 1):
-        return
+        return None
     if world_size is None:
         sizes = f"{stage.batch_size} rows per rank (x ranks if gathered), of a global batch {k}x larger"
     else:
@@ -155,13 +156,7 @@ def check_candidate_pool(stage: DictConfig, world_size: int | None, name: str) -
             f"(accumulate_grad_batches=1, grad_cache.chunk_size=N) to keep the pool, or set {key}.pool=micro_batch "
             "to accept the smaller pool"
         )
-    _warn_once(f"{key}.pool=micro_batch: with {why} each query is scored against {sizes}")
-
-
-@functools.cache
-def _warn_once(message: str) -> None:
-    """A setting's warning once per process: a config is validated by the CLI and again by `run_pipeline`."""
-    log.warning(message)
+    return f"{key}.pool=micro_batch: with {why} each query is scored against {sizes}"
 
 
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules")

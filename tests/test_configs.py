@@ -387,15 +387,22 @@ def test_each_presets_candidate_pool_is_the_global_batch_its_comment_states(mode
     assert rec.batch_size * rec.accumulate_grad_batches * world == stated["I"]
 
 
-def test_accumulation_in_stage2_is_refused_unless_the_smaller_pool_is_asked_for(caplog) -> None:
+def test_accumulation_in_stage2_is_refused_unless_the_smaller_pool_is_asked_for() -> None:
     from bireco.config import ConfigError, validate_config
+    from bireco.stage_settings import check_candidate_pool
 
     over = ["trainer.devices=2", "stages.contrastive.accumulate_grad_batches=4", "stages.contrastive.batch_size=8"]
     with pytest.raises(ConfigError, match=r"scored against 16 rows of a global batch of 64.*pool=global_batch"):
         validate_config(compose_cfg(over))
-    with caplog.at_level("WARNING", logger="bireco.stage_settings"):
-        validate_config(compose_cfg([*over, "stages.contrastive.pool=micro_batch"]))
-    assert "scored against 16 rows of a global batch of 64" in caplog.text
+    accepted = compose_cfg([*over, "stages.contrastive.pool=micro_batch"])
+    validate_config(accepted)
+    # what the stage builder logs, with the trainer's world size
+    note = check_candidate_pool(accepted.stages.contrastive, 2, "contrastive")
+    assert note == (
+        "stages.contrastive.pool=micro_batch: with accumulate_grad_batches=4 each query is scored against "
+        "16 rows of a global batch of 64"
+    )
+    assert check_candidate_pool(compose_cfg([]).stages.contrastive, 2, "contrastive") is None
 
 
 def test_the_pool_messages_name_the_stage_they_are_about() -> None:

@@ -206,12 +206,12 @@ def run_scenario(scenario: Scenario, base: Path, world: int, rank: int) -> dict[
             batches.append(collator(rows))
         data, loader, steps = None, DataLoader(batches, batch_size=None), 1
     recorder = GradRecorder()
-    callbacks, local_gain = [recorder], None
+    monitor, local_gain = None, None
     if stage.get("anchor_gain") is not None:  # Stage I's monitor: and this rank's own gain on its first batch
         from bireco.lit.anchor_gain import AnchorGainMonitor
         from bireco.stage_settings import AnchorGainSettings
 
-        callbacks.append(AnchorGainMonitor(AnchorGainSettings(**stage.anchor_gain)))
+        monitor = AnchorGainMonitor(AnchorGainSettings(**stage.anchor_gain))
         with torch.no_grad():
             module.eval()
             local_gain = float(module.objective.anchor_gain(module.encoder, batches[0]))
@@ -223,7 +223,7 @@ def run_scenario(scenario: Scenario, base: Path, world: int, rank: int) -> dict[
         precision="32-true",
         max_steps=steps,
         accumulate_grad_batches=scenario.accumulate,
-        callbacks=callbacks,
+        callbacks=[recorder, *([monitor] if monitor else [])],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -241,8 +241,8 @@ def run_scenario(scenario: Scenario, base: Path, world: int, rank: int) -> dict[
         "logged": recorder.logged,
         "masked": recorder.masked,
         "local_gain": local_gain,
-        "gains": next((c.history for c in callbacks if hasattr(c, "history")), None),
-        "stopped_at": next((c.stopped_at for c in callbacks if hasattr(c, "stopped_at")), None),
+        "gains": monitor.history if monitor else None,
+        "stopped_at": monitor.stopped_at if monitor else None,
     }
 
 
