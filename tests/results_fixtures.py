@@ -16,16 +16,18 @@ def write_run(
     mteb: float | None = None,
     stage1_hit: float | None = None,
     stage1_steps: int = 10,
+    f1: dict[str, tuple[float, float]] | None = None,
 ) -> Path:
     """`<root>/<pipeline>/seed-<seed>/` with results.json and the last stage's probe_queries.json."""
     run = root / pipeline / f"seed-{seed}"
     stages = ["reconstruction", "contrastive"] if gain is not None else ["contrastive"]
     hit = hit if hit is not None else [float(x == 1.0) for x in mrr]
+    f1 = f1 or {"q2d": (0.5, 0.2), "d2q": (0.4, 0.1)}  # direction -> (true, shuffled) after Stage I
     records = []
     for i, stage in enumerate(stages):
         (run / "stages" / f"{i}-{stage}").mkdir(parents=True)
         metrics = {"val/anchor_gain": gain} if stage == "reconstruction" else {}
-        recon = {"q2d": {"f1": 0.5, "f1_shuffled": 0.2}, "d2q": {"f1": 0.4, "f1_shuffled": 0.1}}
+        recon = {d: {"f1": true, "f1_shuffled": shuffled} for d, (true, shuffled) in f1.items()}
         steps = stage1_steps if stage == "reconstruction" else 10
         record = {"stage": stage, "steps": steps, "metrics": metrics, "reconstruction": recon if gain else None}
         if stage == "reconstruction" and stage1_hit is not None:

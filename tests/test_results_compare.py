@@ -18,6 +18,8 @@ def runs(tmp_path: Path):
         base = [0.2 + shift] * Q
         bireco_mrr = [min(1.0, x + 0.3) for x in base]
         stage1 = {"gain": 0.2 + shift, "stage1_hit": 0.3 + shift, "stage1_steps": 300 + int(500 * shift)}
+        if seed == 3:  # its q2d F1 loses to the shuffled control
+            stage1["f1"] = {"q2d": (0.25, 0.3), "d2q": (0.4, 0.1)}
         write_run(tmp_path, "bireco", seed, bireco_mrr, mteb=40 + 10 * shift, **stage1)
         write_run(tmp_path, "baseline", seed, base, mteb=30 + 10 * shift)
     # one seed only: identical to bireco seed 1 at the end, at chance after Stage I
@@ -37,6 +39,9 @@ def test_each_pipeline_reports_mean_sd_and_its_seeds(runs) -> None:
     # Stage I's length per seed (the anchor-gain stop can end it before max_steps)
     assert (rows["bireco"]["stage1_steps"].mean, rows["bireco"]["stage1_steps"].sd) == pytest.approx((300, 50))
     assert rows["anchor_control"]["stage1_steps"].mean == 600 and rows["baseline"]["stage1_steps"] is None
+    # counted per seed: seed 3's q2d loses although the mean over seeds wins (0.417 vs 0.233)
+    assert rows["bireco"]["f1_q2d_wins"] == (2, 3) and rows["bireco"]["f1_d2q_wins"] == (3, 3)
+    assert rows["baseline"]["f1_q2d_wins"] == (0, 0)
 
 
 def test_differences_are_paired_over_seeds_and_queries(runs) -> None:
@@ -52,7 +57,8 @@ def test_rendered_table_labels_one_seed_lists_missing_ones_and_states_the_verdic
     assert "| anchor_control | 1 (1) — one seed; missing [2, 3] |" in text
     bireco = "| bireco | 3 (1, 2, 3) | 0.000 ± 0.000 | 0.500 ± 0.100 | 300 ± 50 | 0.300 ± 0.100 | 0.2000 ± 0.1000 |"
     assert bireco in text
-    assert "| baseline | 3 (1, 2, 3) | 0.000 ± 0.000 | 0.200 ± 0.100 | — | — | — | — |" in text
+    assert "| baseline | 3 (1, 2, 3) | 0.000 ± 0.000 | 0.200 ± 0.100 | — | — | — | — | — |" in text
+    assert "| q2d 2 of 3, d2q 3 of 3 |" in text
     assert "| baseline | 3 × 8 | +0.300 [95% CI +0.300, +0.300] |" in text
     assert "| anchor_control | 1 × 8 | +0.000 [95% CI +0.000, +0.000] (includes 0) |" in text
     assert verdict(runs) in text

@@ -2,9 +2,9 @@
 
 At the end of every stage (warm-up, Stage I, Stage II) the first `n_rows` validation pairs are embedded, the other
 side is decoded from each embedding (greedy) and scored (`bireco.reconstruct`), in both directions, together
-with a control: the same decoding from shuffled embeddings (each row gets another row's vector). The gap between
-the two is what the embedding itself carries. Logged as `reconstruction/*` and written to
-`<stage>/reconstruction.json`, so the table can show the score after each stage.
+with a control: the same decoding from shuffled embeddings (each row gets the vector of another row with the same
+instruction). The gap between the two is what the embedding itself carries. Logged as `reconstruction/*` and
+written to `<stage>/reconstruction.json`, so the table can show the score after each stage.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from bireco.reconstruct.generate import DecodeConfig
 from bireco.reconstruct.reconstructor import DIRECTIONS, Pair, Reconstructor, summarize
+from bireco.reconstruct.score import control_order
 from bireco.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,10 @@ def score_pairs(
 ) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
     """Both directions, true and shuffled embeddings: `{direction: {f1, loss, f1_shuffled, loss_shuffled}}`.
 
-    The shuffle is a derangement of the whole sample (row i decodes row i-1's vector), so it does not depend on
-    the batch size. Returns the scores and a few decoded examples.
+    The shuffle (`control_order`: a seeded derangement among rows with the same instruction) is drawn over the
+    whole sample, so it does not depend on the batch size. Returns the scores and a few decoded examples.
     """
+    order = control_order([p.instruction for p in pairs])
     scores: dict[str, dict[str, float]] = {}
     examples: list[dict[str, Any]] = [{"query": p.query, "positive": p.positive} for p in pairs[:N_EXAMPLES]]
     for direction in DIRECTIONS:
@@ -52,7 +54,7 @@ def score_pairs(
         chunks = [embedded[s : s + batch_size] for s in range(0, len(pairs), batch_size)]
         anchors = torch.cat([reconstructor.embed([t for t, _ in c], [i for _, i in c]) for c in chunks])  # (N, H)
         out: dict[str, float] = {}
-        for name, anchor_set in (("", anchors), ("_shuffled", anchors.roll(1, dims=0))):
+        for name, anchor_set in (("", anchors), ("_shuffled", anchors[order])):
             records = []
             for s in range(0, len(pairs), batch_size):
                 records += reconstructor.run(pairs[s : s + batch_size], direction, anchor_set[s : s + batch_size])

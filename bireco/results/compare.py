@@ -118,6 +118,9 @@ def summary_rows(runs: dict[str, dict[int, SeedRun]]) -> list[dict[str, Any]]:
         for d in ("q2d", "d2q"):
             row[f"f1_{d}"] = spread([r.f1[d][0] for r in rs if d in r.f1])
             row[f"f1_{d}_shuffled"] = spread([r.f1[d][1] for r in rs if d in r.f1])
+            # per seed, not on the means: does the true embedding beat its shuffled control on every seed?
+            scored = [r.f1[d] for r in rs if d in r.f1]
+            row[f"f1_{d}_wins"] = (sum(true > shuffled for true, shuffled in scored), len(scored))
         rows.append(row)
     return rows
 
@@ -127,8 +130,8 @@ def render(runs: dict[str, dict[int, SeedRun]], reference: str = "bireco") -> st
     rows = summary_rows(runs)
     lines = [
         "| pipeline | seeds | hit@1 | MRR@10 | Stage I steps | hit@1 after Stage I | Stage I anchor gain (nats/token) "
-        "| F1 q2d: true / shuffled | mteb avg |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| F1 q2d: true / shuffled | seeds with F1 true > shuffled | mteb avg |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         n = len(row["seeds"])
@@ -136,10 +139,13 @@ def render(runs: dict[str, dict[int, SeedRun]], reference: str = "bireco") -> st
         if row["missing_seeds"]:
             seeds += f"; missing {row['missing_seeds']}"
         f1 = "—" if row["f1_q2d"] is None else f"{_cell(row['f1_q2d'])} / {_cell(row['f1_q2d_shuffled'])}"
+        wins = ", ".join(
+            f"{d} {won} of {scored}" for d in ("q2d", "d2q") for won, scored in [row[f"f1_{d}_wins"]] if scored
+        )
         lines.append(
             f"| {row['pipeline']} | {seeds} | {_cell(row['hit@1'])} | {_cell(row['mrr@10'])} | "
             f"{_cell(row['stage1_steps'], 0)} | {_cell(row['stage1_hit@1'])} | {_cell(row['anchor_gain'], 4)} | "
-            f"{f1} | {_cell(row['mteb'], 2)} |"
+            f"{f1} | {wins or '—'} | {_cell(row['mteb'], 2)} |"
         )
     lines += [
         "",

@@ -10,12 +10,14 @@ import pytest
 import torch
 
 from bireco.data.formats import iter_rows
-from bireco.lit.reconstruction_score import ReconstructionScore
+from bireco.lit.reconstruction_score import ReconstructionScore, score_pairs
 from bireco.losses.reconstruction import bidirectional_reconstruction_loss
 from bireco.models.backbone import BackboneSpec, load_backbone
 from bireco.models.encoder import TextEncoder
 from bireco.models.templates import Segment, Template
 from bireco.pipeline import prepare_data, run_pipeline
+from bireco.reconstruct.reconstructor import Pair
+from bireco.reconstruct.score import control_order
 from tests.helpers import compose_cfg
 
 pytestmark = pytest.mark.integration
@@ -69,12 +71,39 @@ def test_loss_is_stage1_loss_on_the_first_held_out_rows(run) -> None:
     segs = [Segment[s.upper()] for s in cfg.stages.reconstruction.loss.target_segments]
     with torch.no_grad():
         e_q, e_d = enc(q["input_ids"], q["attention_mask"]), enc(d["input_ids"], d["attention_mask"])
-        for shuffle, suffix in ((0, ""), (1, "_shuffled")):
-            aq, ad = e_q.roll(shuffle, 0), e_d.roll(shuffle, 0)
+        for order, suffix in ((list(range(N_ROWS)), ""), (control_order(instr), "_shuffled")):
+            aq, ad = e_q[order], e_d[order]
             q2d = bidirectional_reconstruction_loss(model, aq, ad, q, d, 1.0, segs)["loss"]
             d2q = bidirectional_reconstruction_loss(model, aq, ad, q, d, 0.0, segs)["loss"]
             assert score["q2d"][f"loss{suffix}"] == pytest.approx(float(q2d), rel=1e-4)
             assert score["d2q"][f"loss{suffix}"] == pytest.approx(float(d2q), rel=1e-4)
+
+
+class _WhoseAnchor:
+    """A stand-in reconstructor: embeddings are one-hot row ids, and a row "decodes" (F1 1) exactly when the
+    anchor it is given belongs to the same person — so F1 shuffled is the share of control rows about that person."""
+
+    def __init__(self, pairs: list[Pair]) -> None:
+        self.row = {t: i for i, p in enumerate(pairs) for t in (p.query, p.positive)}
+        self.person = [p.query.split("-")[0] for p in pairs]
+
+    def embed(self, texts: list[str], instructions: list[str | None]) -> torch.Tensor:
+        return torch.eye(len(self.person))[[self.row[t] for t in texts]]
+
+    def run(self, pairs: list[Pair], direction: str, anchors: torch.Tensor) -> list[dict]:
+        sources = anchors.argmax(dim=1).tolist()
+        same = [self.person[s] == self.person[self.row[p.query]] for p, s in zip(pairs, sources, strict=True)]
+        return [{"generated": "", "f1": float(x), "loss_sum": 1.0 - x, "tokens": 1} for x in same]
+
+
+def test_the_control_is_another_person_when_rows_come_grouped_by_person() -> None:
+    """Held-out pairs come one per source for each person in turn: the neighbouring row (the old control) is the
+    same person two times in three; the control must decode from another person's embedding."""
+    pairs = [Pair(f"p{k}-q-{src}", f"p{k}-d-{src}", src) for k in range(5) for src in ("qa", "search", "para")]
+    scores, _ = score_pairs(_WhoseAnchor(pairs), pairs, batch_size=4)
+    for direction in ("q2d", "d2q"):
+        assert scores[direction]["f1"] == 1.0 and scores[direction]["f1_shuffled"] == 0.0
+        assert scores[direction]["loss_shuffled"] == 1.0
 
 
 def test_needs_two_rows_for_the_control(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import torch
 from bireco.losses.reconstruction import anchored_lm_loss_sum, target_mask
 from bireco.models.encoder import TextEncoder
 from bireco.models.templates import Segment
-from bireco.reconstruct.score import teacher_forced_losses, token_f1, words
+from bireco.reconstruct.score import control_order, teacher_forced_losses, token_f1, words
 from tests.reconstruct.helpers import ALL_SEGMENTS
 
 
@@ -35,6 +35,47 @@ def test_token_f1_exact(pred: str, ref: str, expected: float) -> None:
 def test_f1_of_a_text_against_itself_is_exactly_one() -> None:
     text = "Maria Oyelaran was born in 1954 in Kestrel Bay and works as a violin maker."
     assert token_f1(text, text) == 1.0
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ["qa", "search", "para"] * 4,  # grouped by subject, as the generated world's held-out pairs
+        ["qa", "qa"],
+        ["qa", "search", "para"],  # every key alone: the lone rows form one cycle
+        ["qa", "qa", "x", "y"],  # a key's cycle and a cycle of the lone rows
+        [None] * 7,
+    ],
+)
+def test_control_order_is_a_derangement_within_the_key(keys: list) -> None:
+    order = control_order(keys)
+    assert sorted(order) == list(range(len(keys)))  # a permutation: every embedding is used once
+    assert all(order[i] != i for i in range(len(keys)))
+    for i, j in enumerate(order):
+        if keys.count(keys[i]) > 1:
+            assert keys[j] == keys[i], (i, j)
+
+
+def test_a_single_lone_row_joins_another_keys_cycle() -> None:
+    keys = ["qa", "qa", "qa", "search"]
+    order = control_order(keys)
+    assert sorted(order) == [0, 1, 2, 3] and all(order[i] != i for i in range(4))
+    assert keys[order[3]] == "qa" and sum(keys[order[i]] == "search" for i in range(3)) == 1
+
+
+def test_control_order_does_not_take_the_neighbour_of_grouped_rows() -> None:
+    """The old control (row i decodes row i-1) gave the held-out pairs' rows, three per person, their own
+    person's embedding two times in three; within a source the neighbour is another person."""
+    keys = ["qa", "search", "para"] * 50
+    order = control_order(keys)
+    assert all(order[i] % 3 == i % 3 for i in range(len(keys)))  # same instruction ...
+    assert sum(abs(order[i] - i) == 3 for i in range(len(keys))) < 20  # ... and not a fixed step along the file
+    assert control_order(keys) == order and control_order(keys, seed=1) != order  # seeded
+
+
+def test_control_order_needs_two_rows() -> None:
+    with pytest.raises(ValueError, match=">= 2 rows"):
+        control_order(["qa"])
 
 
 def test_teacher_forced_losses_add_up_to_stage1_loss(trained) -> None:
