@@ -16,7 +16,13 @@ os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="bireco-tests-datasets
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# `make test` runs two pytest-xdist workers on the 2-core machines: one thread each (and for the processes the tests
+# start), since two workers with 2 threads each would contend for the cores; alone, 2 threads
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(scope="session")

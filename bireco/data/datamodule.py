@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 # fixed schema: without it `datasets` guesses types from the first rows, and a mixture whose first 1,000 rows
 # have no negative would fail on the first file that has one
 ROW_FEATURES = Features({k: Value("string") for k in ("query", "positive", "negative", "source")})
+# validation rows are shuffled once with this seed (not the run's: every seed and pipeline validates on the same
+# batches of a given validation set)
+VAL_ORDER_SEED = 0
 
 
 def _rows_generator(files: list[str], on_bad_row: str, max_rows_per_file: int | None, fingerprint: str):
@@ -227,10 +230,15 @@ class PairDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:
             return []
-        # fixed, unshuffled, one source per batch; partial batches kept (a lone row has no in-batch partner: skipped)
+        # fixed batches, one source per batch; partial batches kept (a lone row has no in-batch partner: skipped).
+        # Each source's rows are in a fixed shuffled order, not the file's: the anchor gain's control decodes a row
+        # from its in-batch neighbour's embedding, and files often list a query's positives (or a document's
+        # queries) one after another — in file order the control would often be the same query and understate it.
         by_source: dict[str, list[int]] = defaultdict(list)
         for i, s in enumerate(self.val_set["source"]):
             by_source[s].append(i)
+        for ix in by_source.values():
+            random.Random(VAL_ORDER_SEED).shuffle(ix)
         batches = [
             ix[i : i + self.val_batch_size]
             for _, ix in sorted(by_source.items())

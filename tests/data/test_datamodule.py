@@ -187,6 +187,34 @@ def test_val_path(folder: Path, tok: PreTrainedTokenizerFast, tmp_path: Path) ->
     assert [b["source"] for b in dm.val_dataloader()] == ["alpha", "alpha"]
 
 
+def test_validation_order_is_shuffled_so_a_grouped_file_does_not_pair_rows_with_their_group(
+    folder: Path, tok: PreTrainedTokenizerFast, tmp_path: Path
+) -> None:
+    # a validation file listing each query's three positives in a row: the anchor gain's control decodes row i
+    # from row i-1's embedding, which in file order is mostly the same query
+    grouped = [{"query": f"alpha query {q}", "positive": f"alpha doc {q} {k}"} for q in range(12) for k in range(3)]
+    val = _write(tmp_path / "alpha.jsonl", grouped)
+
+    def val_batches(seed: int) -> list[list[str]]:
+        dm = _dm(folder, tok, val_path=val, val_batch_size=8, seed=seed, collator=_collator(tok, False))
+        return [
+            [_segment_text(tok, b["query"], j, Segment.TEXT) for j in range(b["query"]["input_ids"].shape[0])]
+            for b in dm.val_dataloader()
+        ]
+
+    def same_query_controls(batches: list[list[str]]) -> int:
+        return sum(q[i] == q[i - 1] for q in batches for i in range(len(q)))
+
+    batches = val_batches(seed=1)
+    file_order = [[r["query"] for r in grouped[i : i + 8]] for i in range(0, len(grouped), 8)]
+    assert same_query_controls(file_order) == 21
+    assert same_query_controls(batches) <= 4
+    # every row once (36 = 4 x 8 + 4: no lone row to skip), and the same batches whatever the run's seed
+    assert sorted(q for b in batches for q in b) == sorted(r["query"] for r in grouped)
+    assert [len(b) for b in batches] == [8, 8, 8, 8, 4]
+    assert val_batches(seed=2) == batches
+
+
 def test_editing_a_file_changes_what_is_loaded(folder: Path, tok: PreTrainedTokenizerFast) -> None:
     f = folder / "beta.jsonl"
     first = load_rows(folder)
