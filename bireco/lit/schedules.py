@@ -6,9 +6,12 @@ the schedule on a dummy parameter, and importing transformers for it made every 
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def _linear_warmup_decay_factor(step: int, *, warmup_steps: int, horizon: int) -> float:
@@ -30,6 +33,15 @@ def linear_warmup_decay(
         raise ValueError("set the stage's max_steps or scheduler.schedule_steps for the learning-rate schedule")
     if not isinstance(warmup_steps, int) or warmup_steps < 0:
         raise ValueError(f"scheduler.warmup_steps must be a non-negative integer, got {warmup_steps!r}")
+    if warmup_steps >= horizon:  # e.g. a smoke run's small max_steps under the paper's 300 warm-up steps
+        log.warning(
+            "scheduler.warmup_steps=%d >= the schedule's %d steps (%s): the learning rate rises for the whole stage "
+            "and peaks at %.0f%% of optimizer.lr",
+            warmup_steps,
+            horizon,
+            "schedule_steps" if schedule_steps else "max_steps",
+            100 * (min(max_steps or horizon, warmup_steps) - 1) / max(1, warmup_steps),
+        )
     # a partial, like transformers': a checkpoint's scheduler state has the same shape either way
     factor = partial(_linear_warmup_decay_factor, warmup_steps=warmup_steps, horizon=horizon)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

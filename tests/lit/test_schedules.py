@@ -51,3 +51,16 @@ def test_a_checkpoint_of_transformers_schedule_resumes_into_this_one() -> None:
     ours = linear_warmup_decay(_optimizer(), 20, warmup_steps=4, schedule_steps=None)
     ours.load_state_dict(theirs.state_dict())
     assert _lrs(ours, 13) == _lrs(theirs, 13)
+
+
+def test_a_warm_up_longer_than_the_stage_is_logged_with_the_peak_it_reaches(caplog: pytest.LogCaptureFixture) -> None:
+    # a smoke run (max_steps=10) under the paper's 300 warm-up steps trains at <= 3 % of the learning rate
+    with caplog.at_level("WARNING", logger="bireco.lit.schedules"):
+        lrs = _lrs(linear_warmup_decay(_optimizer(), 10, warmup_steps=300, schedule_steps=None), 10)
+    assert max(lrs) == pytest.approx(3e-3 * 9 / 300)
+    assert "warmup_steps=300 >= the schedule's 10 steps (max_steps)" in caplog.text
+    assert "peaks at 3% of optimizer.lr" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="bireco.lit.schedules"):
+        linear_warmup_decay(_optimizer(), 40, warmup_steps=30, schedule_steps=100)
+    assert caplog.text == ""
