@@ -37,7 +37,7 @@ else
 TINY_DATA :=
 endif
 
-.PHONY: help setup test test-all demo eval-shared reproduce-table bench lint format clean
+.PHONY: help setup test test-all demo eval-shared reproduce-table bench bench-mfu lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -88,6 +88,9 @@ endif
 
 bench: $(STAMP)  ## speed/memory vs the reference and a bare loop -> bench/results.json, bench/RESULTS.md (ARGS=--quick)
 	$(BIN)/python -m benchmarks --shared $(SHARED) $(ARGS)
+
+bench-mfu: $(STAMP)  ## Stage II MFU, Llama-3.2-1B shape, bf16 (a GPU; ARGS="--shape tiny" anywhere) -> bench/mfu.json
+	$(BIN)/python -m benchmarks.mfu $(ARGS)
 
 lint: $(STAMP)  ## ruff lint + format check
 	$(BIN)/ruff check bireco tests experiments benchmarks
