@@ -1,13 +1,14 @@
 """Stage II model FLOPs utilization on a Llama-3.2-1B shape: the figure issue 17 asks for, in one command.
 
-    python -m benchmarks.mfu                         # on a GPU: the 1B shape in bf16, LoRA, batch 64, q 64 / d 256
+    python -m benchmarks.mfu                         # on a GPU: the 1B shape in bf16, LoRA, batch 128, q 64 / d 256
     python -m benchmarks.mfu --shape tiny --steps 6  # anywhere (a CPU gets tokens/s and TFLOP/s, no MFU)
 
 The weights are random, built from the shape's config (a device machine reaches no hub; FLOPs and speed do not
 depend on the values), saved in bf16 and loaded through `build_encoder`, so LoRA, dtype and attention are the
 user's path. The step is the real one: the `StageModule` of `stages.contrastive` (InfoNCE, hard negatives,
 false-negative masking) under a Lightning `Trainer`, timed by the run's own `ComputeReport`. The first window
-(allocator, kernel autotuning) is reported but not in the headline, which is the mean of the later windows.
+(allocator, kernel autotuning) is reported but not in the headline, which is the steps-weighted mean of the later
+windows (peak memory: their maximum).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import statistics
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -58,7 +58,7 @@ class WindowLog(Logger):
 
     def __init__(self) -> None:
         super().__init__()
-        self.windows: list[dict[str, float]] = []
+        self.windows: list[dict[str, float | int | None]] = []
 
     @property
     def name(self) -> str:
@@ -92,7 +92,7 @@ def build(shape: str, out_dir: str) -> tuple[Any, str]:
 
 def measure(
     shape: str = "llama3.2-1b",
-    batch: int = 64,
+    batch: int | None = None,
     q_len: int = 64,
     d_len: int = 256,
     steps: int = 30,
@@ -100,8 +100,20 @@ def measure(
     precision: str | None = None,
     gradient_checkpointing: bool | None = None,
 ) -> dict[str, Any]:
-    """Stage II steps of `shape` on random padding-free batches (query, positive, hard negative); the compute
-    report's windows and the headline (mean of the windows after the first)."""
+    """Stage II steps of `shape` on random padding-free batches (query, positive, hard negative): the compute
+    report's windows and the headline over the windows after the first.
+
+    Args:
+        shape: a key of `SHAPES`.
+        batch: rows per step; None = the preset's Stage II batch per device (the paper's 128 for the 1B preset).
+        q_len / d_len: tokens of every query / of every positive and hard negative.
+        steps / window: optimizer steps, and steps per compute-report window (steps >= 2 x window, so the
+            headline has a window after the first).
+        precision: Lightning's; None = bf16-mixed on CUDA, 32-true on CPU.
+        gradient_checkpointing: None = the preset's.
+    """
+    if steps < 2 * window:
+        raise ValueError(f"steps={steps} < 2 x window={window}: the headline needs a window after the first")
     from bireco.factory import build_encoder, build_module
 
     dev = fx.device()
@@ -111,6 +123,7 @@ def measure(
         if gradient_checkpointing is not None:
             cfg.model.gradient_checkpointing = gradient_checkpointing
         stage = cfg.stages.contrastive
+        batch = batch or int(stage.batch_size)
         torch.manual_seed(0)
         module = build_module("contrastive", stage, build_encoder(cfg, stage, path))
     batches = make_batches(steps, batch, q_len, d_len, module.encoder.model.config.vocab_size)
@@ -129,11 +142,11 @@ def measure(
     )
     log.info("mfu: %s, batch %d, q %d / d %d tokens, %d steps, %s", shape, batch, q_len, d_len, steps, precision)
     trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
-    steady = windows.windows[1:] or windows.windows
+    steady = windows.windows[1:]
 
     def mean(key: str) -> float | None:
-        values = [w[key] for w in steady if w.get(key) is not None]
-        return statistics.fmean(values) if values else None
+        pairs = [(w[key], w["steps"]) for w in steady if w.get(key) is not None]
+        return sum(v * n for v, n in pairs) / sum(n for _, n in pairs) if pairs else None
 
     spec, vocab, _ = SHAPES[shape]
     return {
@@ -147,8 +160,12 @@ def measure(
         "steps": steps,
         "window": window,
         "gradient_checkpointing": bool(cfg.model.gradient_checkpointing),
-        "headline": {k: mean(k) for k in ("mfu", "model_tflops_per_s", "tokens_per_s", "peak_memory_gb")},
-        "headline_note": "mean of the report windows after the first (allocator, autotuning)",
+        "headline": {
+            **{k: mean(k) for k in ("mfu", "model_tflops_per_s", "tokens_per_s")},
+            "peak_memory_gb": max(w["peak_memory_gb"] for w in steady),
+        },
+        "headline_note": f"the {len(steady)} report windows after the first (allocator, autotuning), weighted by "
+        "their steps; peak memory: their maximum",
         "windows": windows.windows,
         "stage": report.result,
         "machine": machine_info(),
@@ -158,7 +175,7 @@ def measure(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.mfu", description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="llama3.2-1b", choices=sorted(SHAPES))
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=None, help="rows per step (default: the preset's)")
     parser.add_argument("--q-len", type=int, default=64)
     parser.add_argument("--d-len", type=int, default=256)
     parser.add_argument("--steps", type=int, default=30)

@@ -26,6 +26,7 @@ from bireco.lit.fault_tolerance import AtomicCheckpointIO, FaultInjection, Finit
 from bireco.lit.module import StageModule
 from bireco.lit.progress import StageProgressBar
 from bireco.lit.reconstruction_score import ReconstructionScore
+from bireco.lit.schedules import warmup_note
 from bireco.models.backbone import BackboneSpec, load_backbone
 from bireco.models.encoder import TextEncoder
 from bireco.models.templates import Template
@@ -235,4 +236,7 @@ def build_trainer_and_module(
     )
     if "pool" in stage and (note := check_candidate_pool(stage, trainer.num_devices * trainer.num_nodes, name)):
         log.warning(note)  # with the world size the trainer found
+    warmup = OmegaConf.select(stage, "scheduler.warmup_steps")
+    if isinstance(warmup, int) and trainer.is_global_zero and (note := warmup_note(warmup, trainer.max_steps)):
+        log.warning("stage '%s': %s", name, note)
     return trainer, module, datamodule, probe

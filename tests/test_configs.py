@@ -303,6 +303,11 @@ BAD_CONFIGS = {
         ["stages.reconstruction.max_steps=0"],
         "stages.reconstruction.max_steps must be a positive number of optimizer steps, got 0",
     ),
+    "schedule_within_its_warm_up": (
+        ["stages.reconstruction.scheduler.warmup_steps=300", "stages.reconstruction.scheduler.schedule_steps=100"],
+        "stages.reconstruction.optimizer / scheduler: scheduler.warmup_steps=300 >= scheduler.schedule_steps=100: "
+        "the learning rate would be 0 from step 300 on; make the schedule longer than its warm-up",
+    ),
     "mteb_probe_without_schedule": (
         ["probe.mteb_data_root=/data"],
         "probe.mteb_data_root='/data' and probe.mteb_every_n_steps=0: set both to run the in-training mteb probe, "

@@ -6,12 +6,9 @@ the schedule on a dummy parameter, and importing transformers for it made every 
 
 from __future__ import annotations
 
-import logging
 from functools import partial
 
 import torch
-
-log = logging.getLogger(__name__)
 
 
 def _linear_warmup_decay_factor(step: int, *, warmup_steps: int, horizon: int) -> float:
@@ -19,6 +16,18 @@ def _linear_warmup_decay_factor(step: int, *, warmup_steps: int, horizon: int) -
     if step < warmup_steps:
         return float(step) / float(max(1, warmup_steps))
     return max(0.0, float(horizon - step) / float(max(1, horizon - warmup_steps)))
+
+
+def warmup_note(warmup_steps: int, max_steps: int | None) -> str | None:
+    """What a warm-up at least as long as the stage does to its learning rate (e.g. a smoke run's max_steps=10
+    under the paper's 300 warm-up steps), for the stage builder to log once; None when the warm-up ends in time."""
+    if max_steps is None or warmup_steps < max_steps:
+        return None
+    peak = 100 * (max_steps - 1) / warmup_steps  # the factor at the last trained step, max_steps - 1
+    return (
+        f"scheduler.warmup_steps={warmup_steps} >= the stage's {max_steps} optimizer steps: the learning rate rises "
+        f"for the whole stage and peaks at {peak:.0f}% of optimizer.lr"
+    )
 
 
 def linear_warmup_decay(
@@ -33,14 +42,10 @@ def linear_warmup_decay(
         raise ValueError("set the stage's max_steps or scheduler.schedule_steps for the learning-rate schedule")
     if not isinstance(warmup_steps, int) or warmup_steps < 0:
         raise ValueError(f"scheduler.warmup_steps must be a non-negative integer, got {warmup_steps!r}")
-    if warmup_steps >= horizon:  # e.g. a smoke run's small max_steps under the paper's 300 warm-up steps
-        log.warning(
-            "scheduler.warmup_steps=%d >= the schedule's %d steps (%s): the learning rate rises for the whole stage "
-            "and peaks at %.0f%% of optimizer.lr",
-            warmup_steps,
-            horizon,
-            "schedule_steps" if schedule_steps else "max_steps",
-            100 * (min(max_steps or horizon, warmup_steps) - 1) / max(1, warmup_steps),
+    if schedule_steps and warmup_steps >= schedule_steps:
+        raise ValueError(
+            f"scheduler.warmup_steps={warmup_steps} >= scheduler.schedule_steps={schedule_steps}: the learning rate "
+            f"would be 0 from step {warmup_steps} on; make the schedule longer than its warm-up"
         )
     # a partial, like transformers': a checkpoint's scheduler state has the same shape either way
     factor = partial(_linear_warmup_decay_factor, warmup_steps=warmup_steps, horizon=horizon)

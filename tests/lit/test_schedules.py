@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from bireco.lit.schedules import linear_warmup_decay
+from bireco.lit.schedules import linear_warmup_decay, warmup_note
 
 
 def _lrs(scheduler: torch.optim.lr_scheduler.LRScheduler, steps: int) -> list[float]:
@@ -53,14 +53,20 @@ def test_a_checkpoint_of_transformers_schedule_resumes_into_this_one() -> None:
     assert _lrs(ours, 13) == _lrs(theirs, 13)
 
 
-def test_a_warm_up_longer_than_the_stage_is_logged_with_the_peak_it_reaches(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_warm_up_longer_than_the_stage_is_noted_with_the_peak_it_reaches() -> None:
     # a smoke run (max_steps=10) under the paper's 300 warm-up steps trains at <= 3 % of the learning rate
-    with caplog.at_level("WARNING", logger="bireco.lit.schedules"):
-        lrs = _lrs(linear_warmup_decay(_optimizer(), 10, warmup_steps=300, schedule_steps=None), 10)
+    lrs = _lrs(linear_warmup_decay(_optimizer(), 10, warmup_steps=300, schedule_steps=None), 10)
     assert max(lrs) == pytest.approx(3e-3 * 9 / 300)
-    assert "warmup_steps=300 >= the schedule's 10 steps (max_steps)" in caplog.text
-    assert "peaks at 3% of optimizer.lr" in caplog.text
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="bireco.lit.schedules"):
-        linear_warmup_decay(_optimizer(), 40, warmup_steps=30, schedule_steps=100)
-    assert caplog.text == ""
+    note = warmup_note(300, 10)
+    assert note == (
+        "scheduler.warmup_steps=300 >= the stage's 10 optimizer steps: the learning rate rises for the whole stage "
+        "and peaks at 3% of optimizer.lr"
+    )
+    assert warmup_note(20, 21) is None
+    assert warmup_note(20, None) is None
+
+
+def test_a_schedule_no_longer_than_its_warm_up_is_refused() -> None:
+    # the learning rate would climb for 300 steps, then be 0 for the rest of a 1,000-step stage
+    with pytest.raises(ValueError, match=r"warmup_steps=300 >= scheduler.schedule_steps=100: .* 0 from step 300 on"):
+        linear_warmup_decay(_optimizer(), 1000, warmup_steps=300, schedule_steps=100)
