@@ -1,15 +1,16 @@
 """How much of the other side a stage's embeddings hold: decode held-out pairs from their embeddings at the end.
 
-At the end of every stage (warm-up, Stage I, Stage II) the first `n_rows` validation pairs are embedded, the other
-side is decoded from each embedding (greedy) and scored (`bireco.reconstruct`), in both directions, together
-with a control: the same decoding from shuffled embeddings (each row gets the vector of another row with the same
-instruction). The gap between the two is what the embedding itself carries. Logged as `reconstruction/*` and
-written to `<stage>/reconstruction.json`, so the table can show the score after each stage.
+At the end of every stage (warm-up, Stage I, Stage II) `n_rows` validation pairs (a fixed sample) are embedded,
+the other side is decoded from each embedding (greedy) and scored (`bireco.reconstruct`), in both directions,
+together with a control: the same decoding from shuffled embeddings (each row gets the vector of another row with
+the same instruction). The gap between the two is what the embedding itself carries. Logged as
+`reconstruction/*` and written to `<stage>/reconstruction.json`, so the table can show the score after each stage.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,15 +27,25 @@ from bireco.utils.io import atomic_write_json
 log = logging.getLogger(__name__)
 
 N_EXAMPLES = 3  # decoded examples kept in reconstruction.json, for a human to read
+SAMPLE_SEED = 0  # which validation rows are scored: fixed, not the run's seed, so every run scores the same rows
+
+
+def held_out_sample(n_total: int, n_rows: int) -> list[int]:
+    """Indices of `n_rows` of `n_total` validation rows, spread over the whole set by a fixed seed and kept in file
+    order: the same rows after every stage and in every run on that set. Not the first rows: a validation file
+    sorted by source (and `data.val_rows`' split, which keeps file order) would be scored on its first source."""
+    if n_rows >= n_total:
+        return list(range(n_total))
+    return sorted(random.Random(SAMPLE_SEED).sample(range(n_total), n_rows))
 
 
 def held_out_pairs(datamodule: Any, n_rows: int) -> list[Pair]:
-    """The first `n_rows` validation rows (a fixed sample: the same rows after every stage), with instructions."""
+    """The validation rows of `held_out_sample`, with their instructions."""
     val = getattr(datamodule, "val_set", None)
     if val is None or len(val) == 0:
         return []
     instructions = datamodule.collator.instructions
-    rows = val.select(range(min(n_rows, len(val))))
+    rows = val.select(held_out_sample(len(val), n_rows))
     return [Pair(r["query"], r["positive"], instructions.get(r["source"])) for r in rows]
 
 
@@ -71,7 +82,7 @@ class ReconstructionScore(L.Callback):
 
     Args:
         out_file: the stage's `reconstruction.json`.
-        n_rows: held-out pairs scored (the first rows of the validation set).
+        n_rows: held-out pairs scored (`held_out_sample`: a fixed sample spread over the validation set).
         decode: decoding settings (greedy by default).
         target_segments: Stage I's targets, for the teacher-forced loss.
         batch_size: rows decoded together.

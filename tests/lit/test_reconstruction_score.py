@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bireco.data.formats import iter_rows
-from bireco.lit.reconstruction_score import ReconstructionScore, score_pairs
+from bireco.lit.reconstruction_score import ReconstructionScore, held_out_sample, score_pairs
 from bireco.losses.reconstruction import bidirectional_reconstruction_loss
 from bireco.models.backbone import BackboneSpec, load_backbone
 from bireco.models.encoder import TextEncoder
@@ -59,11 +59,13 @@ def test_the_warmed_up_base_gets_a_score_too(run) -> None:
     assert score["stage"] == "warmup" and set(score["q2d"]) == KEYS
 
 
-def test_loss_is_stage1_loss_on_the_first_held_out_rows(run) -> None:
-    """Recomputed independently with Stage I's batched loss (α = 1 / 0) on the first N validation rows."""
+def test_loss_is_stage1_loss_on_the_sampled_held_out_rows(run) -> None:
+    """Recomputed independently with Stage I's batched loss (α = 1 / 0) on the sampled N validation rows."""
     out, cfg, _ = run
     score = json.loads((out / "stages" / "0-reconstruction" / "reconstruction.json").read_text())
-    rows = list(iter_rows([prepare_data(cfg).val_path]))[:N_ROWS]
+    val = list(iter_rows([prepare_data(cfg).val_path]))
+    rows = [val[i] for i in held_out_sample(len(val), N_ROWS)]
+    assert len(val) > N_ROWS and rows != val[:N_ROWS]  # the sample is not the first rows
     model, tok = load_backbone(BackboneSpec(str(out / "stages" / "0-reconstruction" / "artifact")))
     enc = TextEncoder(model.eval(), tok, Template(**dict(cfg.template)), "eos", cfg.model.max_length)
     instr = [cfg.data.sources[r["source"]].instruction for r in rows]
@@ -119,3 +121,12 @@ def test_only_the_named_stages_are_scored(bireco_cache: str, tmp_path: Path) -> 
     assert (
         json.loads((tmp_path / "stages" / "1-contrastive" / "stage_done.json").read_text())["reconstruction"] is None
     )
+
+
+def test_the_sample_spreads_over_a_file_sorted_by_source() -> None:
+    # 300 rows of one source, then 300 of another: the first 128 rows would all be the first source
+    sample = held_out_sample(600, 128)
+    assert sample == sorted(set(sample)) and len(sample) == 128
+    assert 40 <= sum(i >= 300 for i in sample) <= 88
+    assert held_out_sample(600, 128) == sample  # fixed: the same rows in every run and after every stage
+    assert held_out_sample(5, 128) == [0, 1, 2, 3, 4]
