@@ -234,8 +234,10 @@ def build_trainer_and_module(
         default_root_dir=str(stage_dir),
         use_distributed_sampler=False,  # our batch sampler shards the homogeneous global batch itself
     )
-    if "pool" in stage and (note := check_candidate_pool(stage, trainer.num_devices * trainer.num_nodes, name)):
-        log.warning(note)  # with the world size the trainer found
+    # every rank checks (a refusal stops them all); rank 0 logs, with the world size the trainer found
+    pool_note = check_candidate_pool(stage, trainer.num_devices * trainer.num_nodes, name) if "pool" in stage else None
+    if pool_note and trainer.is_global_zero:
+        log.warning(pool_note)
     warmup = OmegaConf.select(stage, "scheduler.warmup_steps")
     if isinstance(warmup, int) and trainer.is_global_zero and (note := warmup_note(warmup, trainer.max_steps)):
         log.warning("stage '%s': %s", name, note)
