@@ -14,7 +14,8 @@
         logs/metrics.csv      every logged metric (the CSV logger; a resumed stage appends)
         probe.jsonl           the retrieval probe over steps; probe_queries.json: the final per-query scores
         mteb_probe.jsonl      the in-training mteb probe
-        reconstruction.json   the end-of-stage reconstruction score (true vs shuffled embeddings)
+        reconstruction.json   the end-of-stage reconstruction score (true vs shuffled embeddings; per_row:
+                              every scored row's F1, the paired units of the gap's interval)
       eval/summary.json       bireco-eval: per-task scores, category means, average, settings
       audit.json              bireco-audit run_dir=<run>: overlap of the training rows with each evaluation
                               task (settings, per-task exact / near counts and examples, training_datasets)
@@ -45,6 +46,7 @@ PROBE_FILE = "probe.jsonl"
 PROBE_QUERIES_FILE = "probe_queries.json"
 MTEB_PROBE_FILE = "mteb_probe.jsonl"
 RECONSTRUCTION_FILE = "reconstruction.json"
+PER_ROW_KEY = "per_row"  # in RECONSTRUCTION_FILE: each scored row's F1, true and shuffled, per direction
 METRICS_FILE = "logs/metrics.csv"
 AUDIT_FILE = "audit.json"
 

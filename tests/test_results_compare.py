@@ -69,3 +69,38 @@ def test_no_common_seed_is_said_not_guessed(tmp_path: Path) -> None:
     write_run(tmp_path, "bireco", 1, [0.5] * Q, gain=0.1)
     write_run(tmp_path, "baseline", 2, [0.2] * Q)
     assert "no bireco and baseline runs on common seeds" in verdict(collect(tmp_path))
+
+
+def test_the_reconstruction_gap_is_paired_over_seeds_and_held_out_pairs(tmp_path: Path) -> None:
+    """Seed 1's rows gain 0.1 each, seed 2's 0.3: the gap is 0.2 and resampling seeds can only give 0.1, 0.2 or 0.3;
+    the control's rows gain +0.25 and −0.25 in turn (mean 0, as a greedy decode that carries nothing)."""
+    rows = 8
+    for seed, gain in ((1, 0.1), (2, 0.3)):
+        q2d = ([0.2 + gain] * rows, [0.2] * rows)
+        write_run(tmp_path, "bireco", seed, [0.5] * Q, gain=0.2, f1_rows={"q2d": q2d, "d2q": q2d})
+    noise = ([0.75, 0.25] * (rows // 2), [0.5] * rows)
+    write_run(tmp_path, "anchor_control", 1, [0.5] * Q, gain=0.001, f1_rows={"q2d": noise, "d2q": noise})
+    write_run(tmp_path, "baseline", 1, [0.2] * Q)
+    runs = collect(tmp_path)
+    by = {r["pipeline"]: r for r in summary_rows(runs)}
+    gap = by["bireco"]["f1_q2d_gap"]
+    assert gap.delta == pytest.approx(0.2) and (gap.low, gap.high) == pytest.approx((0.1, 0.3))
+    assert (gap.seeds, gap.units) == (2, rows) and not gap.includes_zero
+    assert by["bireco"]["f1_d2q_gap_by_seed"] == pytest.approx({1: 0.1, 2: 0.3})
+    control = by["anchor_control"]["f1_q2d_gap"]
+    assert control.delta == pytest.approx(0.0) and control.includes_zero and control.low < 0 < control.high
+    assert by["baseline"]["f1_q2d_gap"] is None
+    text = render(runs)
+    assert "| bireco | 2 × 8 | +0.200 [95% CI +0.100, +0.300] | +0.200 [95% CI +0.100, +0.300] | " in text
+    assert "1: +0.100 / +0.100; 2: +0.300 / +0.300 |" in text
+    gap_table = text.split("F1 from the true embedding")[1]
+    control_line = next(line for line in gap_table.splitlines() if line.startswith("| anchor_control |"))
+    assert (
+        control_line.startswith("| anchor_control | 1 × 8 | +0.000 [95% CI ")
+        and control_line.count("(includes 0)") == 2
+    )
+    assert "| baseline |" not in gap_table
+
+
+def test_runs_without_per_row_scores_show_no_gap_table(runs) -> None:
+    assert "F1 from the true embedding" not in render(runs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -39,13 +40,17 @@ def test_each_stage_writes_logs_and_records_its_score(run, stage: str) -> None:
     out, _, _ = run
     stage_dir = out / "stages" / stage
     score = json.loads((stage_dir / "reconstruction.json").read_text())
+    per_row = score.pop("per_row")
     assert score["stage"] == stage.split("-", 1)[1] and score["step"] == 3 and score["rows"] == N_ROWS
     for direction in ("q2d", "d2q"):
         assert set(score[direction]) == KEYS
+        for key in ("f1", "f1_shuffled"):  # the rows' scores, whose mean is the reported one
+            assert len(per_row[direction][key]) == N_ROWS
+            assert sum(per_row[direction][key]) / N_ROWS == pytest.approx(score[direction][key], abs=1e-12)
         assert all(0.0 <= score[direction][k] <= 1.0 for k in ("f1", "f1_shuffled"))
         assert all(score[direction][k] > 0.0 for k in ("loss", "loss_shuffled"))
     assert len(score["examples"]) == 3 and {"q2d", "d2q_shuffled"} <= set(score["examples"][0])
-    # the same record goes into stage_done.json (next to "probe") and to the loggers
+    # the same record, without the rows, goes into stage_done.json (next to "probe") and to the loggers
     assert json.loads((stage_dir / "stage_done.json").read_text())["reconstruction"] == score
     with open(stage_dir / "logs" / "metrics.csv") as f:
         logged = [r for r in csv.DictReader(f) if r.get("reconstruction/q2d_f1")]
@@ -102,10 +107,12 @@ def test_the_control_is_another_person_when_rows_come_grouped_by_person() -> Non
     """Held-out pairs come one per source for each person in turn: the neighbouring row (the old control) is the
     same person two times in three; the control must decode from another person's embedding."""
     pairs = [Pair(f"p{k}-q-{src}", f"p{k}-d-{src}", src) for k in range(5) for src in ("qa", "search", "para")]
-    scores, _ = score_pairs(_WhoseAnchor(pairs), pairs, batch_size=4)
+    scores, _, per_row = score_pairs(_WhoseAnchor(pairs), pairs, batch_size=4)
     for direction in ("q2d", "d2q"):
         assert scores[direction]["f1"] == 1.0 and scores[direction]["f1_shuffled"] == 0.0
         assert scores[direction]["loss_shuffled"] == 1.0
+        # every row, in sample order, not only the means: the units of the gap's paired interval
+        assert per_row[direction] == {"f1": [1.0] * len(pairs), "f1_shuffled": [0.0] * len(pairs)}
 
 
 def test_needs_two_rows_for_the_control(tmp_path: Path) -> None:
@@ -130,3 +137,27 @@ def test_the_sample_spreads_over_a_file_sorted_by_source() -> None:
     assert 40 <= sum(i >= 300 for i in sample) <= 88
     assert held_out_sample(600, 128) == sample  # fixed: the same rows in every run and after every stage
     assert held_out_sample(5, 128) == [0, 1, 2, 3, 4]
+
+
+def test_a_rescore_of_an_old_run_reproduces_its_rows_or_writes_nothing(run, tmp_path: Path) -> None:
+    """experiments/rescore_reconstruction.py: a run from before per_row (its rows removed) gets exactly the rows the
+    end-of-stage score kept; a run whose stored means the rescore does not reproduce keeps its file untouched."""
+    from experiments.rescore_reconstruction import rescore
+
+    out, _, _ = run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    score_file = copy / "stages" / "0-reconstruction" / "reconstruction.json"
+    original = json.loads(score_file.read_text())
+    old = {k: v for k, v in original.items() if k != "per_row"}
+    score_file.write_text(json.dumps(old))
+    status, what = rescore(copy)
+    assert status == "written" and "means equal" in what
+    assert json.loads(score_file.read_text()) == original
+    assert rescore(copy) == ("skipped", "already has per-row scores")
+
+    tampered = {**old, "q2d": {**old["q2d"], "f1": old["q2d"]["f1"] + 0.01}}
+    score_file.write_text(json.dumps(tampered))
+    status, what = rescore(copy)
+    assert status == "differs" and "q2d.f1 stored" in what and "nothing written" in what
+    assert json.loads(score_file.read_text()) == tampered
