@@ -16,8 +16,15 @@ def console_environment() -> None:
 
 
 def exit_on_user_error(exc: BaseException, program: str) -> None:
-    """A user error ends the program with its one line on stderr (exit status 2); anything else propagates."""
+    """A user error ends the program with its one line on stderr (exit status 2); anything else propagates.
+
+    A required setting left unset (`???` in the config, e.g. `bireco-encode`'s `model_dir`) is one too: OmegaConf
+    raises it where the job first reads the key, so it names the key."""
+    from omegaconf.errors import MissingMandatoryValue
+
     err = user_error_in(exc)
+    if err is None and isinstance(exc, MissingMandatoryValue):
+        err = f"{exc.full_key}= is required (the config has no default for it)"
     if err is not None:
         print(f"{program}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -42,7 +42,15 @@ log = logging.getLogger(__name__)
 
 
 class InputFormatError(UserError, ValueError):
-    """A bad input row (the message names file:line and the field)."""
+    """A bad input row (the message names file:line and the field), or no input file."""
+
+
+class EncodeSettingError(UserError, ValueError):
+    """A `bireco-encode` setting that cannot work (kind, precision, sizes, an instruction for documents)."""
+
+
+class ModelDirError(UserError, FileNotFoundError):
+    """`model_dir=` is none of the folders `bireco-encode` can load."""
 
 
 @dataclass
@@ -60,7 +68,7 @@ def resolve(model: str | Path, eval_cfg: Mapping[str, Any] | None = None) -> Res
         rec = json.loads((p / EXPORT_FILE).read_text())
         merged = p / "hf" / "merged"
         if read_artifact_meta(merged) is None:
-            raise FileNotFoundError(f"{p}: exported without hf/merged (hf_merged=false); pass the run dir instead")
+            raise ModelDirError(f"{p}: exported without hf/merged (hf_merged=false); pass the run dir instead")
         prompts = {n: Prompt(v["instruction"], v["separator"]) for n, v in rec["prompts"].items()}
         m = EvalModel(str(merged), rec["template"], rec["pooling"], int(rec["max_length"]))
         return ResolvedModel(m, prompts)
@@ -71,7 +79,7 @@ def resolve(model: str | Path, eval_cfg: Mapping[str, Any] | None = None) -> Res
     meta = read_artifact_meta(p) if p.is_dir() else None
     if meta and isinstance(meta.get("template"), dict):
         return ResolvedModel(EvalModel(str(p), meta["template"], meta["pooling"], int(meta["max_length"])), {})
-    raise FileNotFoundError(
+    raise ModelDirError(
         f"model_dir={p}: not a bireco-export folder ({EXPORT_FILE}), a run dir (results.json) or a stage artifact "
         "(artifact.json with its template)"
     )
@@ -87,7 +95,7 @@ def query_prompt(
         for key in (task, f"{task}-query"):
             if key in prompts:
                 return prompts[key]
-        raise KeyError(f"task={task!r} is not a prompt of this model; known: {sorted(prompts)}")
+        raise EncodeSettingError(f"task={task!r} is not a prompt of this model; known: {sorted(prompts)}")
     return prompts.get("query")
 
 
@@ -98,6 +106,8 @@ def _open(path: Path):
 def iter_texts(path: str | Path, text_field: str = "text") -> Iterator[str]:
     """Validated texts of a jsonl(.gz) file, in order, one line in memory at a time."""
     path = Path(path)
+    if not path.is_file():
+        raise InputFormatError(f"input={path}: no such file")
     with _open(path) as fh:
         for lineno, raw in enumerate(fh, start=1):
             if not raw.strip():
@@ -133,7 +143,7 @@ def autocast_for(encoder: TextEncoder, precision: str):
         return nullcontext(), "fp32"
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16), "bf16 autocast"
-    raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    raise EncodeSettingError(f"precision must be auto, fp32 or bf16, got {precision!r}")
 
 
 def encode_file(
@@ -149,7 +159,7 @@ def encode_file(
 ) -> int:
     """Embed every row of `input_path` into `output_path` (.npy, rows in input order). Returns the row count."""
     if chunk_size < 1 or batch_size < 1:
-        raise ValueError("chunk_size and batch_size must be >= 1")
+        raise EncodeSettingError("chunk_size and batch_size must be >= 1")
     n = count_texts(input_path, text_field)
     if n == 0:
         raise InputFormatError(f"{input_path}: no rows")
@@ -183,15 +193,22 @@ def encode_file(
 def run_encode(cfg: Any) -> Path:
     """The `bireco-encode` job: resolve the model, pick the instruction, encode the file."""
     if cfg.kind not in ("query", "document"):
-        raise ValueError(f"kind must be 'query' or 'document', got {cfg.kind!r}")
+        raise EncodeSettingError(f"kind must be 'query' or 'document', got {cfg.kind!r}")
     from omegaconf import OmegaConf
 
+    missing = [f"{k}=" for k in ("model_dir", "input", "output") if OmegaConf.is_missing(cfg, k)]
+    if missing:
+        raise EncodeSettingError(
+            f"{', '.join(missing)} required: bireco-encode model_dir=RUN input=IN.jsonl output=OUT.npy"
+        )
+    if not Path(cfg.input).is_file():  # before the model loads (minutes for a 7B one)
+        raise InputFormatError(f"input={cfg.input}: no such file")
     eval_cfg = OmegaConf.to_container(cfg.eval, resolve=True) if cfg.get("eval") else None
     resolved = resolve(cfg.model_dir, eval_cfg)
     separator = cfg.instruction_separator or (eval_cfg or {}).get("instruction_separator") or ": "
     if cfg.kind == "document":
         if cfg.task or cfg.instruction:
-            raise ValueError(
+            raise EncodeSettingError(
                 "documents get no instruction (as in training); drop task=/instruction= or use kind=query"
             )
         prompt = None

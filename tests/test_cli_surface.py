@@ -59,6 +59,27 @@ def test_a_copy_of_a_preset_keeps_its_template(
     assert err[0] == "bireco-eval: error: eval=local needs eval.data_root=DIR (a folder of task folders)"
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["run_dir={missing}"], "{missing}: not a finished pipeline run (needs results.json and config.yaml)"),
+        (["eval.data_root={missing}"], "say what to evaluate: run_dir=<pipeline output>, artifact=<stage artifact>"),
+    ],
+    ids=["unfinished-run", "nothing-named"],
+)
+def test_what_to_evaluate_is_checked_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path, args: list[str], line: str
+) -> None:
+    """A run folder that is not a finished run, or no model at all, was a FileNotFoundError / ValueError
+    traceback (exit 1)."""
+    missing = str(tmp_path / "missing")
+    with pytest.raises(SystemExit) as info:
+        _eval(monkeypatch, tmp_path, *(a.format(missing=missing) for a in args))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"bireco-eval: error: {line.format(missing=missing)}")
+
+
 def test_a_folder_given_as_model_is_not_reinterpreted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """`model` is the preset group: Hydra refuses a folder there and lists the presets (no silent rewrite)."""
     proc = subprocess.run(
@@ -69,3 +90,21 @@ def test_a_folder_given_as_model_is_not_reinterpreted(monkeypatch: pytest.Monkey
     )
     assert proc.returncode != 0
     assert "Could not find 'model/" in proc.stderr and "llama3.2-1b" in proc.stderr
+
+
+def test_an_unset_required_setting_is_one_line_naming_it(capsys: pytest.CaptureFixture) -> None:
+    """Any job that reads a `???` key it was not given (OmegaConf raises where it is first read)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
+
+    from bireco.console import exit_on_user_error
+
+    cfg = OmegaConf.create({"model_dir": "???", "kind": "document"})
+    try:
+        _ = cfg.model_dir
+    except MissingMandatoryValue as e:
+        with pytest.raises(SystemExit) as info:
+            exit_on_user_error(e, "bireco-x")
+    assert info.value.code == 2
+    assert capsys.readouterr().err == "bireco-x: error: model_dir= is required (the config has no default for it)\n"
+    exit_on_user_error(RuntimeError("a bug"), "bireco-x")  # anything else propagates: it returns, the caller raises

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from bireco.encode import InputFormatError, encode_file, query_prompt, resolve
+from bireco.encode import EncodeSettingError, InputFormatError, encode_file, query_prompt, resolve
 from bireco.export.sentence_transformers import Prompt
 from bireco.models.encoder import TextEncoder
 from bireco.models.templates import Template
@@ -81,13 +81,46 @@ def test_a_bad_row_names_file_line_and_field(encoder, tmp_path: Path, line: str,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]  # nothing written
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        ([], "model_dir=, input=, output= required: bireco-encode model_dir=RUN input=IN.jsonl output=OUT.npy"),
+        (["model_dir={tmp}", "input={tmp}/in.jsonl"], "output= required"),
+        (
+            ["model_dir={tmp}", "input={tmp}/missing.jsonl", "output={tmp}/o.npy"],
+            "input={tmp}/missing.jsonl: no such file",
+        ),
+        (
+            ["model_dir={tmp}", "input={tmp}/in.jsonl", "output={tmp}/o.npy"],
+            "model_dir={tmp}: not a bireco-export folder",
+        ),
+        (["model_dir={tmp}", "input={tmp}/in.jsonl", "output={tmp}/o.npy", "kind=doc"], "kind must be 'query' or"),
+    ],
+    ids=["nothing-named", "no-output", "no-input-file", "not-a-model", "bad-kind"],
+)
+def test_a_user_error_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path, args: list[str], line: str
+) -> None:
+    """Each was a traceback (exit 1): an unset `???` setting, a bare FileNotFoundError / ValueError."""
+    import bireco.cli as cli
+
+    _write_jsonl(tmp_path / "in.jsonl", [{"text": "a"}])
+    argv = ["bireco-encode", *(a.format(tmp=tmp_path) for a in args), "hydra/hydra_logging=none"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as info:
+        cli.encode()
+    err = [e for e in capsys.readouterr().err.splitlines() if e.strip()]
+    assert info.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"bireco-encode: error: {line.format(tmp=tmp_path)}")
+
+
 def test_query_prompt_precedence() -> None:
     prompts = {"query": Prompt("default", ": "), "NQ-query": Prompt("nq", ": "), "STS12": Prompt("sts", ": ")}
     assert query_prompt(prompts, None, None, ": ") == Prompt("default", ": ")
     assert query_prompt(prompts, "NQ", None, ": ") == Prompt("nq", ": ")
     assert query_prompt(prompts, "STS12", None, ": ") == Prompt("sts", ": ")
     assert query_prompt(prompts, "NQ", "mine", "; ") == Prompt("mine", "; ")
-    with pytest.raises(KeyError, match="task='nope' is not a prompt of this model"):
+    with pytest.raises(EncodeSettingError, match="task='nope' is not a prompt of this model"):
         query_prompt(prompts, "nope", None, ": ")
 
 

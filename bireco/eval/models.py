@@ -10,9 +10,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from bireco.errors import UserError
 from bireco.models.encoder import TextEncoder
 from bireco.runs import Run, RunError, read_artifact_meta
 from bireco.utils.io import sha256_files, sha256_text
+
+
+class EvalModelError(UserError, FileNotFoundError):
+    """Nothing to evaluate was named, or `run_dir=` is not a finished run: one line, not a traceback."""
 
 
 @dataclass
@@ -49,7 +54,7 @@ def resolve_model(cfg: DictConfig) -> EvalModel:
         try:
             results, run_cfg = run.finished_results(), run.config()
         except RunError as e:
-            raise FileNotFoundError(str(e)) from None
+            raise EvalModelError(str(e)) from None
         return EvalModel(
             results["final_artifact"],
             run_cfg["template"],
@@ -61,7 +66,7 @@ def resolve_model(cfg: DictConfig) -> EvalModel:
         )
     path = cfg.artifact or cfg.model.pretrained
     if not path:
-        raise ValueError(
+        raise EvalModelError(
             "say what to evaluate: run_dir=<pipeline output>, artifact=<stage artifact> or a model "
             "preset with model.pretrained set"
         )
