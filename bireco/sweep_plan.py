@@ -1,8 +1,11 @@
 """Dry run of a sweep: compose every job exactly as `bireco-train -m` would, validate it, print what it would run.
 
     bireco-sweep-plan experiment=paper_table data.path=/datasets/echo-e5 --models llama3.2-1b qwen2.5-1.5b
+    bireco-sweep-plan experiment=reproduce_tiny pipeline=bireco,baseline seed=1,2   # command-line sweeps too
 
-Nothing is trained or launched; an invalid job fails here instead of hours later on the cluster.
+Nothing is trained or launched; an invalid job fails here instead of hours later on the cluster. The jobs are the
+product of the config's `hydra.sweeper.params` and the command line's sweep overrides (a command-line value wins
+for the same key), as Hydra's basic sweeper forms them; a bad override or setting is one line (exit 2).
 """
 
 from __future__ import annotations
@@ -13,15 +16,34 @@ import sys
 from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from bireco.conf import CONF_DIR
 from bireco.config import validate_config
+from bireco.console import exit_on_user_error
+
+PROGRAM = "bireco-sweep-plan"
 
 
 def sweep_params(cfg: DictConfig) -> dict[str, list[str]]:
+    """The config's sweep axes (`hydra.sweeper.params`): key -> its values."""
     params = cfg.hydra.sweeper.get("params") or {}
     return {k: [v.strip() for v in str(vals).split(",")] for k, vals in params.items()}
+
+
+def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """(plain overrides, sweep axes) of a command line: `seed=1,2` is an axis, as under `bireco-train -m`."""
+    fixed: list[str] = []
+    axes: dict[str, list[str]] = {}
+    for o in OverridesParser.create().parse_overrides(overrides):
+        if o.is_sweep_override():
+            axes[o.get_key_element()] = list(o.sweep_string_iterator())
+        else:
+            fixed.append(o.input_line)
+    return fixed, axes
 
 
 def _peft(p: DictConfig) -> str:
@@ -50,6 +72,7 @@ def describe(job: DictConfig) -> dict[str, Any]:
     launcher = OmegaConf.to_container(job.hydra.launcher, resolve=True)
     keys = ("nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "mem_gb", "timeout_min", "partition")
     out["resources"] = {k: launcher[k] for k in keys if k in launcher}
+    HydraConfig.instance().set_config(job)  # the run folder interpolates hydra:job.override_dirname
     out["dir"] = f"{job.hydra.sweep.dir}/{job.hydra.sweep.subdir}"
     return out
 
@@ -57,17 +80,30 @@ def describe(job: DictConfig) -> dict[str, Any]:
 def plan(overrides: list[str], models: list[str] | None = None) -> list[dict[str, Any]]:
     """Every job of the sweep(s): one sweep per model when `models` is given (per-model SLURM resources)."""
     jobs = []
+    fixed, axes = split_overrides(overrides)
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         for model in models or [None]:
-            base_overrides = overrides + ([f"model={model}"] if model else [])
+            base_overrides = fixed + ([f"model={model}"] if model else [])
             base = compose("train", overrides=base_overrides, return_hydra_config=True)
-            params = sweep_params(base)
+            params = {**sweep_params(base), **axes}
             for combo in itertools.product(*params.values()):
                 job_overrides = base_overrides + [f"{k}={v}" for k, v in zip(params, combo, strict=True)]
                 job = compose("train", overrides=job_overrides, return_hydra_config=True)
                 validate_config(job)
                 jobs.append(describe(job))
     return jobs
+
+
+def one_line(message: str) -> str:
+    """Hydra's multi-line message as one line: a heading's list joined by commas, the search path dropped."""
+    lines = [line.strip() for line in message.split("Config search path:")[0].splitlines() if line.strip()]
+    out, listing = lines[0] if lines else "", False
+    for line in lines[1:]:
+        if out.endswith(":"):
+            out, listing = f"{out} {line}", True
+        else:
+            out += (", " if listing else " " if out.endswith(".") else "; ") + line
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,7 +114,14 @@ def main(argv: list[str] | None = None) -> None:
     from bireco.utils.resolvers import register
 
     register()
-    jobs = plan(args.overrides, args.models)
+    try:
+        jobs = plan(args.overrides, args.models)
+    except HydraException as e:  # an unknown group option, a bad override: Hydra's message, on one line
+        print(f"{PROGRAM}: error: {one_line(str(e))}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except Exception as e:
+        exit_on_user_error(e, PROGRAM)
+        raise
     for i, job in enumerate(jobs, 1):
         sys.stdout.write(f"job {i}/{len(jobs)}: {job['model']} / {job['pipeline']}  ->  {job['dir']}\n")
         for key, value in job.items():

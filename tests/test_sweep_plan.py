@@ -1,0 +1,57 @@
+"""`bireco-sweep-plan`: the jobs `bireco-train -m` would run — the config's sweep axes and the command line's —
+with their run folders, and a bad override or setting as one line."""
+
+from __future__ import annotations
+
+import pytest
+
+from bireco.sweep_plan import main, plan
+
+
+@pytest.fixture(autouse=True)
+def _resolvers() -> None:
+    from bireco.utils.resolvers import register
+
+    register()
+
+
+def test_command_line_sweeps_are_axes_and_win_over_the_configs() -> None:
+    """reproduce_tiny sweeps 6 pipelines x 2 seeds in its config; `pipeline=bireco,baseline` replaces that axis
+    (was: Hydra's "Ambiguous value" error, a traceback)."""
+    assert len(plan(["experiment=reproduce_tiny"])) == 12
+    jobs = plan(["experiment=reproduce_tiny", "pipeline=bireco,baseline", "seed=1,2,3"])
+    assert [(j["pipeline"], j["dir"].rsplit("/", 2)[-2:]) for j in jobs][:4] == [
+        ("bireco", ["bireco", "seed-1"]),
+        ("bireco", ["bireco", "seed-2"]),
+        ("bireco", ["bireco", "seed-3"]),
+        ("baseline", ["baseline", "seed-1"]),
+    ]
+    assert len(jobs) == 6 and len({j["dir"] for j in jobs}) == 6
+
+
+def test_the_default_run_folder_resolves_as_under_a_real_sweep() -> None:
+    """The default subdir interpolates hydra:job.override_dirname (was: "HydraConfig was not set", a traceback)."""
+    assert [j["dir"] for j in plan(["pipeline=baseline", "seed=1,2"])] == [
+        "runs/multirun/pipeline=baseline,seed=1",
+        "runs/multirun/pipeline=baseline,seed=2",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["experiment=nope"],
+            "In 'train': Could not find 'experiment/nope'; Available options in 'experiment': demo, ",
+        ),
+        (["nokey=1"], "Could not override 'nokey'. To append to your config use +nokey=1"),
+        (["stages.contrastive.max_steps=-1"], "stages.contrastive.max_steps must be a positive number"),
+    ],
+    ids=["unknown-option", "unknown-key", "invalid-setting"],
+)
+def test_a_bad_override_is_one_line(capsys: pytest.CaptureFixture, args: list[str], line: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    err = capsys.readouterr().err.splitlines()
+    assert info.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"bireco-sweep-plan: error: {line}")
