@@ -12,7 +12,9 @@ Importing this module has no side effects.
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from bireco.conf import CONF_DIR
-from bireco.console import console_environment, exit_on_user_error
+from bireco.console import console_environment, exit_on_user_error, user_error_line
 from bireco.runs import FAILED_FILE
 
 log = logging.getLogger("bireco")
@@ -38,9 +40,12 @@ def hydra_app(config_name: str, job: Callable[[DictConfig], Any], program: str) 
         from bireco.utils.resolvers import register
 
         register()  # also in a launcher's job process (submitit), which runs this function unpickled
+        started = time.time()
         try:
             return job(cfg)
         except Exception as e:
+            if user_error_line(e) is not None:
+                discard_untouched_run_folder(started)
             exit_on_user_error(e, program)
             raise
 
@@ -53,6 +58,28 @@ def hydra_app(config_name: str, job: Callable[[DictConfig], Any], program: str) 
 
     entry.__doc__ = f"`{program}` (conf/{config_name}.yaml)."
     return entry
+
+
+def discard_untouched_run_folder(started: float) -> None:
+    """Remove this invocation's run folder when it holds only what Hydra wrote for it (`.hydra/`, the job log).
+
+    Hydra creates the folder before the job runs, so a command refused with one line (a typo, a run that is not
+    finished) would otherwise leave an empty-looking run behind in `runs/` for every try. A folder holding anything
+    else, or Hydra files older than this invocation, is never touched; a sweep's folders are the sweep's."""
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.RUN or not hc.output_subdir:
+        return
+    out = Path(hc.runtime.output_dir)
+    hydra_record = out / hc.output_subdir
+    ours = {hydra_record.name, f"{hc.job.name}.log"}
+    entries = list(out.iterdir()) if out.is_dir() else []
+    if not entries or any(p.name not in ours for p in entries):
+        return
+    if any(p.stat().st_mtime < started - 1 for p in [*entries, *hydra_record.glob("*")]):
+        return  # written by an earlier invocation (1 s for coarse file-system clocks)
+    shutil.rmtree(out, ignore_errors=True)
 
 
 # --- bireco-train -------------------------------------------------------------------------------------------

@@ -15,16 +15,24 @@ def console_environment() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def exit_on_user_error(exc: BaseException, program: str) -> None:
-    """A user error ends the program with its one line on stderr (exit status 2); anything else propagates.
+def user_error_line(exc: BaseException) -> str | None:
+    """The one line a user error ends with, or None when `exc` is not the user's to fix (a bug keeps its traceback).
 
     A required setting left unset (`???` in the config, e.g. `bireco-encode`'s `model_dir`) is one too: OmegaConf
     raises it where the job first reads the key, so it names the key."""
     from omegaconf.errors import MissingMandatoryValue
 
     err = user_error_in(exc)
-    if err is None and isinstance(exc, MissingMandatoryValue):
-        err = f"{exc.full_key}= is required (the config has no default for it)"
     if err is not None:
-        print(f"{program}: error: {err}", file=sys.stderr)
+        return str(err)
+    if isinstance(exc, MissingMandatoryValue):
+        return f"{exc.full_key}= is required (the config has no default for it)"
+    return None
+
+
+def exit_on_user_error(exc: BaseException, program: str) -> None:
+    """A user error ends the program with its one line on stderr (exit status 2); anything else propagates."""
+    line = user_error_line(exc)
+    if line is not None:
+        print(f"{program}: error: {line}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -108,3 +108,28 @@ def test_an_unset_required_setting_is_one_line_naming_it(capsys: pytest.CaptureF
     assert info.value.code == 2
     assert capsys.readouterr().err == "bireco-x: error: model_dir= is required (the config has no default for it)\n"
     exit_on_user_error(RuntimeError("a bug"), "bireco-x")  # anything else propagates: it returns, the caller raises
+
+
+def test_a_refused_command_leaves_no_run_folder(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    """Hydra creates the run folder (`.hydra/`, the job log) before the job runs: a one-line refusal used to leave
+    that empty-looking run behind in `runs/` on every try."""
+    run = tmp_path / "runs" / "eval" / "2026-12-04_20-00-00"
+    monkeypatch.setattr(sys, "argv", ["bireco-eval", "run_dir=/nowhere", f"hydra.run.dir={run}"])
+    with pytest.raises(SystemExit) as info:
+        cli.evaluate()
+    assert info.value.code == 2 and "not a finished pipeline run" in capsys.readouterr().err
+    assert not run.exists()
+    assert (tmp_path / "runs" / "eval").is_dir()  # only the invocation's own folder goes
+
+
+def test_a_refused_command_keeps_a_folder_that_holds_anything_else(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    (tmp_path / "notes.txt").write_text("mine\n")
+    monkeypatch.setattr(sys, "argv", ["bireco-eval", "run_dir=/nowhere", f"hydra.run.dir={tmp_path}"])
+    with pytest.raises(SystemExit):
+        cli.evaluate()
+    capsys.readouterr()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "cli.log", "notes.txt"]
