@@ -11,10 +11,11 @@ log = logging.getLogger("bireco")
 
 def run_export(cfg: DictConfig) -> str:
     """The `bireco-export` job (conf/export.yaml)."""
-    from bireco.export import export_run
+    from bireco.export import ExportError, export_run
 
-    if not cfg.run_dir or not cfg.out:
-        raise SystemExit("bireco-export: say what to export and where: run_dir=RUN out=DIR")
+    unset = [f"{key}=" for key in ("run_dir", "out") if not cfg[key]]
+    if unset:
+        raise ExportError(f"say what to export and where: run_dir=RUN out=DIR ({' and '.join(unset)} not set)")
     out = export_run(
         cfg.run_dir,
         cfg.out,

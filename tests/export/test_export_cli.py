@@ -90,3 +90,19 @@ def test_cli_writes_only_the_export_folder(exported_run, tmp_path: Path) -> None
     assert not (out / "hf" / "merged").exists()
     prompts = json.loads((out / "bireco_export.json").read_text())["prompts"]
     assert "ArguAna-query" not in prompts and "query" in prompts  # eval=none: no task prompts
+
+
+@pytest.mark.parametrize(("args", "unset"), [([], "run_dir= and out="), (["run_dir=/r"], "out=")])
+def test_what_to_export_is_one_line_naming_what_is_unset(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, args: list[str], unset: str
+) -> None:
+    """It was a bare SystemExit message (exit 1, no `error:`), unlike every other console script."""
+    import bireco.cli as cli
+
+    monkeypatch.setattr(sys, "argv", ["bireco-export", *args, "hydra/job_logging=none", "hydra/hydra_logging=none"])
+    with pytest.raises(SystemExit) as info:
+        cli.export()
+    assert info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"bireco-export: error: say what to export and where: run_dir=RUN out=DIR ({unset} not set)\n"
+    )
