@@ -19,6 +19,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from bireco.lit.compute import outside_training_time
 from bireco.stage_settings import AnchorGainSettings
 
 log = logging.getLogger(__name__)
@@ -94,13 +95,14 @@ class AnchorGainMonitor(L.Callback):
         step = trainer.global_step
         if step % self.settings.every_n_steps or (self.history and self.history[-1][0] >= step):
             return
-        modes = {m: m.training for m in pl_module.modules()}  # restored module by module (some may be in eval)
-        pl_module.eval()
-        with torch.no_grad(), trainer.precision_plugin.forward_context():
-            gain = pl_module.objective.anchor_gain(pl_module.encoder, batch).detach().float()
-        for m, training in modes.items():
-            m.training = training
-        gain = float(trainer.strategy.reduce(gain, reduce_op="mean"))
+        with outside_training_time(trainer):
+            modes = {m: m.training for m in pl_module.modules()}  # restored module by module (some may be in eval)
+            pl_module.eval()
+            with torch.no_grad(), trainer.precision_plugin.forward_context():
+                gain = pl_module.objective.anchor_gain(pl_module.encoder, batch).detach().float()
+            for m, training in modes.items():
+                m.training = training
+            gain = float(trainer.strategy.reduce(gain, reduce_op="mean"))
         self.history.append((step, gain))
         for lg in trainer.loggers:
             lg.log_metrics({"train/anchor_gain": gain}, step=step)

@@ -11,6 +11,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
 from bireco.eval.probe import RetrievalTask, retrieval_probe
+from bireco.lit.compute import outside_training_time
 from bireco.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ class PeriodicEval(L.Callback):
         if step == self._last_step:
             return
         self._last_step = step
-        metrics = self.evaluate(pl_module, step)
+        with outside_training_time(trainer):
+            metrics = self.evaluate(pl_module, step)
         self.history = [r for r in self.history if r["step"] < step]
         self.history.append({"step": step, "stage": pl_module.stage, **metrics})
         for lg in trainer.loggers:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import lightning as L
@@ -56,6 +58,21 @@ def adapter_params(module: torch.nn.Module) -> int | None:
     return sum(p.numel() for _, p in trainable)
 
 
+@contextmanager
+def outside_training_time(trainer: L.Trainer) -> Iterator[None]:
+    """Run a probe or monitor inside the training loop without its time counting as training's (tokens/s, MFU):
+    the stage's `ComputeReport` clocks stop for the block. Nothing happens when the stage has none."""
+    reports = [cb for cb in trainer.callbacks if isinstance(cb, ComputeReport)]
+    started = [r for r in reports if r._paused_at is None]  # an outer pause (validation) keeps its own clock
+    for r in started:
+        r.pause()
+    try:
+        yield
+    finally:
+        for r in started:
+            r.resume()
+
+
 class ComputeReport(L.Callback):
     """Logs `compute/*` every `every_n_steps` optimizer steps and keeps the stage's totals in `result`.
 
@@ -87,15 +104,23 @@ class ComputeReport(L.Callback):
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
-    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._sync()
-        self._paused_at = time.perf_counter()
+    def pause(self) -> None:
+        """Stop the clock (validation, a probe): that time is not training's. Nested pauses count once."""
+        if self._paused_at is None:
+            self._sync()
+            self._paused_at = time.perf_counter()
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._paused_at is not None:  # validation inside fit: its time is not training's
+    def resume(self) -> None:
+        if self._paused_at is not None:
             self._sync()
             self._t0 += time.perf_counter() - self._paused_at
             self._paused_at = None
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.pause()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.resume()
 
     def _sync(self) -> None:
         if self.device is not None and self.device.type == "cuda":
@@ -149,7 +174,7 @@ class ComputeReport(L.Callback):
         self.result = {
             **figures,
             "seconds": self.total["seconds"],
-            "timing": "wall time of the training loop, validation excluded, in-training probes included",
+            "timing": "wall time of the training loop; validation and in-training probes excluded",
             "real_tokens": self.total["real"],
             "model_flops": self.total["flops"],
             "peak_memory_bytes": mem,

@@ -21,6 +21,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from bireco.lit.compute import outside_training_time
 from bireco.reconstruct.generate import DecodeConfig
 from bireco.reconstruct.reconstructor import DIRECTIONS, Pair, Reconstructor, summarize
 from bireco.reconstruct.score import control_order
@@ -127,7 +128,8 @@ class ReconstructionScore(L.Callback):
             # took 80.7 s with 2 threads and 2.8 s with 1 (the demo's tiny model)
             torch.set_num_threads(1)
         try:
-            scores, examples, per_row = score_pairs(reconstructor, pairs, self.batch_size)
+            with outside_training_time(trainer):
+                scores, examples, per_row = score_pairs(reconstructor, pairs, self.batch_size)
         finally:
             torch.set_num_threads(threads)
         step = trainer.global_step

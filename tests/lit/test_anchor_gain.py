@@ -98,6 +98,7 @@ def test_the_measurement_leaves_every_module_in_its_own_mode(make_tiny_model, ti
         global_step=0,
         strategy=SimpleNamespace(reduce=lambda t, reduce_op: t),
         loggers=[],
+        callbacks=[],
         precision_plugin=SimpleNamespace(forward_context=contextlib.nullcontext),
     )
     monitor = AnchorGainMonitor(AnchorGainSettings(every_n_steps=1))
