@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import NoReturn
 
 from bireco.errors import user_error_in
 
@@ -34,5 +35,10 @@ def exit_on_user_error(exc: BaseException, program: str) -> None:
     """A user error ends the program with its one line on stderr (exit status 2); anything else propagates."""
     line = user_error_line(exc)
     if line is not None:
-        print(f"{program}: error: {line}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail(program, line)
+
+
+def fail(program: str, message: str) -> NoReturn:
+    """End `program` with a user error: `PROGRAM: error: MESSAGE` on stderr, exit status 2 (as argparse does)."""
+    print(f"{program}: error: {message}", file=sys.stderr)
+    raise SystemExit(2) from None

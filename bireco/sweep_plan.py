@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bireco.conf import CONF_DIR
 from bireco.config import validate_config
-from bireco.console import exit_on_user_error
+from bireco.console import exit_on_user_error, fail
 
 PROGRAM = "bireco-sweep-plan"
 
@@ -117,8 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         jobs = plan(args.overrides, args.models)
     except HydraException as e:  # an unknown group option, a bad override: Hydra's message, on one line
-        print(f"{PROGRAM}: error: {one_line(str(e))}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail(PROGRAM, one_line(str(e)))
     except Exception as e:
         exit_on_user_error(e, PROGRAM)
         raise

@@ -22,11 +22,15 @@ def test_main_prints_machine_table_and_verdict(tmp_path: Path, capsys) -> None:
     assert "Verdict: bireco is better than baseline" in out or "no difference shown" in out
 
 
-def test_main_refuses_a_folder_without_runs(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="no finished run"):
-        main([str(tmp_path)])
-    with pytest.raises(SystemExit, match="no such folder"):
-        main([str(tmp_path / "absent")])
+def test_main_refuses_a_folder_without_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """One line each, `bireco-report: error: ...`, exit status 2 (was exit 1 without `error:`)."""
+    for folder, line in (
+        (tmp_path, f"no finished run (results.json) under {tmp_path}"),
+        (tmp_path / "absent", f"{tmp_path / 'absent'}: no such folder"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            main([str(folder)])
+        assert info.value.code == 2 and capsys.readouterr().err == f"bireco-report: error: {line}\n"
     with pytest.raises(SystemExit) as usage:  # argparse: the usage on stderr, exit status 2
         main([])
     assert usage.value.code == 2

@@ -325,9 +325,12 @@ def test_run_states(tmp_path: Path) -> None:
     assert (rec.status, rec.reason.split(":")[0]) == ("missing", "unreadable run directory")
 
 
-def test_main_rejects_absent_path(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="no such run or sweep directory"):
+def test_main_rejects_absent_path(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:
         main([str(tmp_path / "typo"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.splitlines()
+    assert info.value.code == 2 and len(err) == 1
+    assert err[0].startswith("bireco-table: error: ") and "no such run or sweep directory" in err[0]
 
 
 def test_paper_table_transcribed() -> None:

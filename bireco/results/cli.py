@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bireco.console import fail
 from bireco.results import plots
 from bireco.results.compare import collect, machine, render
 from bireco.results.reconstruction import reconstruction_scores, reconstruction_table
@@ -72,7 +73,7 @@ def table_main(argv: list[str] | None = None) -> None:
     try:
         md = write_table(args.runs, args.out, args.expect, args.title, args.paper_table, args.eval_subdir)
     except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"bireco-table: {e}") from e
+        fail("bireco-table", str(e))
     if args.wandb_project:
         log_table_to_wandb(Path(args.out), args.wandb_project, args.wandb_group or Path(args.out).name)
     print(md, end="")
@@ -104,7 +105,7 @@ def report(root: str | Path) -> str:
     """The whole printed report of the runs under `root`."""
     runs = collect(root)
     if not runs:
-        raise SystemExit(f"bireco-report: no finished run (results.json) under {root}")
+        fail("bireco-report", f"no finished run (results.json) under {root}")
     text = f"Machine: {machine()}\n\n" + render(runs)
     recon = [
         (f"{p} seed {s}", reconstruction_scores(r.path)) for p, by_seed in runs.items() for s, r in by_seed.items()
@@ -122,7 +123,7 @@ def report_main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=None, help="also write the report to this file")
     args = ap.parse_args(argv)
     if not Path(args.runs).is_dir():
-        raise SystemExit(f"bireco-report: {args.runs}: no such folder")
+        fail("bireco-report", f"{args.runs}: no such folder")
     text = report(args.runs)
     if args.out:
         # the curves next to the table: anchor gain and probe per seed
