@@ -22,10 +22,12 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from bireco.conf import CONF_DIR
 from bireco.console import console_environment, exit_on_user_error, user_error_line
+from bireco.override_types import check_override_types
 from bireco.runs import FAILED_FILE
 
 log = logging.getLogger("bireco")
@@ -42,6 +44,8 @@ def hydra_app(config_name: str, job: Callable[[DictConfig], Any], program: str) 
         register()  # also in a launcher's job process (submitit), which runs this function unpickled
         started = time.time()
         try:
+            if HydraConfig.get().mode == RunMode.RUN:  # a sweep's jobs are checked in the job (train: failed.json)
+                check_override_types(config_name, HydraConfig.get().overrides.task)
             return job(cfg)
         except Exception as e:
             if user_error_line(e) is not None:
@@ -65,9 +69,8 @@ def discard_untouched_run_folder(started: float) -> None:
 
     Hydra creates the folder before the job runs, so a command refused with one line (a typo, a run that is not
     finished) would otherwise leave an empty-looking run behind in `runs/` for every try. A folder holding anything
-    else, or Hydra files older than this invocation, is never touched; a sweep's folders are the sweep's."""
-    from hydra.types import RunMode
-
+    else, or Hydra files older than this invocation, is never touched; a sweep's folders are the sweep's. The
+    folders above it that are left empty go too, up to (not including) the working folder, never outside it."""
     hc = HydraConfig.get()
     if hc.mode != RunMode.RUN or not hc.output_subdir:
         return
@@ -80,6 +83,11 @@ def discard_untouched_run_folder(started: float) -> None:
     if any(p.stat().st_mtime < started - 1 for p in [*entries, *hydra_record.glob("*")]):
         return  # written by an earlier invocation (1 s for coarse file-system clocks)
     shutil.rmtree(out, ignore_errors=True)
+    cwd = Path(hc.runtime.cwd).resolve()
+    parent = out.resolve().parent
+    while parent != cwd and parent.is_relative_to(cwd) and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
 
 
 # --- bireco-train -------------------------------------------------------------------------------------------
@@ -91,8 +99,6 @@ def train_job(cfg: DictConfig) -> float | None:
     In a multirun sweep a failing or refused job writes nothing of another run's, records `failed.json` (shown
     as failed in the table) and the sweep goes on; a single run fails loudly. Returns the sweep objective.
     """
-    from hydra.types import RunMode
-
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
@@ -121,6 +127,8 @@ def train_job(cfg: DictConfig) -> float | None:
         return None
     (out / FAILED_FILE).unlink(missing_ok=True)
     try:
+        if multirun:
+            check_override_types("train", hc.overrides.task)
         results = run_pipeline(cfg, out)
         if not is_global_zero():  # under DDP the other ranks are done: rank 0 evaluates on its own device
             return None

@@ -24,6 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 from bireco.conf import CONF_DIR
 from bireco.config import validate_config
 from bireco.console import exit_on_user_error, fail
+from bireco.errors import UserError
+from bireco.override_types import check_override_types
 
 PROGRAM = "bireco-sweep-plan"
 
@@ -77,6 +79,25 @@ def describe(job: DictConfig) -> dict[str, Any]:
     return out
 
 
+class SweepPlanError(UserError, ValueError):
+    """A sweep that would be refused when launched."""
+
+
+def required_unset(cfg: DictConfig) -> list[str]:
+    """The job's `???` settings (Hydra's own `hydra.*` aside), read without resolving interpolations."""
+    found: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+        elif node == "???":
+            found.append(path)
+
+    walk({k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}, "")
+    return found
+
+
 def plan(overrides: list[str], models: list[str] | None = None) -> list[dict[str, Any]]:
     """Every job of the sweep(s): one sweep per model when `models` is given (per-model SLURM resources)."""
     jobs = []
@@ -88,7 +109,11 @@ def plan(overrides: list[str], models: list[str] | None = None) -> list[dict[str
             params = {**sweep_params(base), **axes}
             for combo in itertools.product(*params.values()):
                 job_overrides = base_overrides + [f"{k}={v}" for k, v in zip(params, combo, strict=True)]
+                check_override_types("train", job_overrides)
                 job = compose("train", overrides=job_overrides, return_hydra_config=True)
+                unset = required_unset(job)
+                if unset:  # `bireco-train` refuses these where it first reads them: say so before launching
+                    raise SweepPlanError(f"{' '.join(k + '=' for k in unset)} required (the config has no default)")
                 validate_config(job)
                 jobs.append(describe(job))
     return jobs

@@ -46,8 +46,10 @@ def test_the_default_run_folder_resolves_as_under_a_real_sweep() -> None:
         ),
         (["nokey=1"], "Could not override 'nokey'. To append to your config use +nokey=1"),
         (["stages.contrastive.max_steps=-1"], "stages.contrastive.max_steps must be a positive number"),
+        (["seed=1,abc"], "seed=abc: must be a whole number (default 42)"),
+        (["experiment=paper_table"], "data.path= required (the config has no default)"),
     ],
-    ids=["unknown-option", "unknown-key", "invalid-setting"],
+    ids=["unknown-option", "unknown-key", "invalid-setting", "wrong-type", "required-unset"],
 )
 def test_a_bad_override_is_one_line(capsys: pytest.CaptureFixture, args: list[str], line: str) -> None:
     with pytest.raises(SystemExit) as info:

@@ -99,6 +99,16 @@ def finished_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any], P
     return results, run.config(), final
 
 
+def check_out_apart(out: Path, sources: Mapping[str, Path]) -> None:
+    """Refuse an export folder that is, holds or sits inside what it is exported from: replacing it (overwrite=true)
+    would delete the run's weights and records."""
+    target = out.resolve()
+    for what, source in sources.items():
+        src = source.resolve()
+        if target == src or src.is_relative_to(target) or target.is_relative_to(src):
+            raise ExportError(f"out={out}: overlaps {what} ({source}); export to a folder outside it")
+
+
 def export_run(
     run_dir: str | Path,
     out: str | Path,
@@ -124,8 +134,11 @@ def export_run(
     from bireco.models.encoder import TextEncoder
     from bireco.utils.io import atomic_write_json, atomic_write_text
 
+    if not isinstance(overwrite, bool):  # `overwrite=no` on the command line is the string "no": truthy
+        raise ExportError(f"overwrite={overwrite}: must be true or false")
     results, run_cfg, final = finished_run(run_dir)
     out = Path(out)
+    check_out_apart(out, {"the run": Path(run_dir), "its final artifact": final})
     if out.exists() and not overwrite:
         raise ExportError(f"{out} exists; choose another out= or pass overwrite=true")
     ecfg = OmegaConf.to_container(eval_cfg, resolve=True) if isinstance(eval_cfg, DictConfig) else eval_cfg

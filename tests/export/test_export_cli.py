@@ -28,6 +28,32 @@ def test_a_run_whose_last_stage_did_not_finish_is_refused_naming_the_artifact(tm
     assert not (tmp_path / "out").exists()
 
 
+def _finished_run(root: Path) -> Path:
+    """The files `finished_run` reads: enough to reach the checks made before any weights are loaded."""
+    artifact = root / "stages" / "1-contrastive" / "artifact"
+    artifact.mkdir(parents=True)
+    (artifact / "artifact.json").write_text(json.dumps({"kind": "full"}))
+    (root / "results.json").write_text(json.dumps({"final_artifact": str(artifact)}))
+    (root / "config.yaml").write_text("seed: 1\n")
+    return root
+
+
+@pytest.mark.parametrize("out", [".", "stages", "stages/1-contrastive/artifact/st", ".."], ids=str)
+def test_an_export_over_its_own_run_is_refused_and_the_run_kept(tmp_path: Path, out: str) -> None:
+    """`out=RUN overwrite=true` replaced the run folder with the export: results, weights and checkpoints gone."""
+    run = _finished_run(tmp_path / "run")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(ExportError, match=r"out=.*: overlaps (the run|its final artifact) .*outside it"):
+        export_run(run, run / out, overwrite=True)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_overwrite_must_be_a_boolean(tmp_path: Path) -> None:
+    """`overwrite=no` arrives from the command line as the string "no", which was taken as permission."""
+    with pytest.raises(ExportError, match="overwrite=no: must be true or false"):
+        export_run(_finished_run(tmp_path / "run"), tmp_path / "out", overwrite="no")
+
+
 def test_swap_replaces_an_existing_folder_whole(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "old.txt").write_text("old")

@@ -1,0 +1,97 @@
+"""Command-line values are checked against the type of the setting they replace (`bireco.override_types`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import initialize_config_dir
+
+import bireco.cli as cli
+from bireco.conf import CONF_DIR
+from bireco.override_types import OverrideTypeError, check_override_types, mismatch
+
+
+@pytest.mark.parametrize(
+    ("default", "value", "need"),
+    [
+        (False, "no", "true or false"),
+        (True, 1, "true or false"),
+        (True, False, None),
+        (42, "abc", "a whole number (default 42)"),
+        (42, True, "a whole number (default 42)"),
+        (200, 0.5, None),  # Lightning's val_check_interval: a float is a fraction of an epoch
+        (2e-3, "abc", "a number (default 0.002)"),
+        (2e-3, 1, None),
+        (None, "abc", None),  # a null default says nothing about the type
+        ("plain", 3, None),
+        (5, None, None),  # null turns a setting off
+    ],
+)
+def test_mismatch(default, value, need) -> None:
+    assert mismatch(default, value) == need
+
+
+def test_only_wrongly_typed_settings_are_refused_and_all_are_named() -> None:
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        check_override_types(
+            "train",
+            ["model=tiny", "seed=3", "stages.contrastive.val_check_interval=0.5", "data.name=mine", "+extra=abc"],
+        )
+        with pytest.raises(OverrideTypeError) as info:
+            check_override_types(
+                "train",
+                [
+                    "experiment=demo",
+                    "seed=abc",
+                    "stages.reconstruction.loss.detach_anchor=maybe",
+                    "probe.every_n_steps=9",
+                ],
+            )
+    assert str(info.value) == (
+        "seed=abc: must be a whole number (default 42); "
+        "stages.reconstruction.loss.detach_anchor=maybe: must be true or false"
+    )
+
+
+def test_a_wrongly_typed_value_is_one_line_before_anything_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    """`seed=abc` was a StageError traceback ten seconds into the run, leaving a run folder with failed.json."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["bireco-train", "seed=abc"])
+    with pytest.raises(SystemExit) as info:
+        cli.train()
+    assert info.value.code == 2
+    assert capsys.readouterr().err == "bireco-train: error: seed=abc: must be a whole number (default 42)\n"
+    assert list(tmp_path.iterdir()) == []  # the run folder and its empty parents (runs/tiny/...) are gone
+
+
+def test_overwrite_no_is_refused_instead_of_replacing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    """`overwrite=no` was the truthy string "no": an existing export folder was replaced."""
+    (tmp_path / "exported").mkdir()
+    (tmp_path / "exported" / "mine.txt").write_text("keep")
+    monkeypatch.chdir(tmp_path)
+    argv = ["bireco-export", "run_dir=run", "out=exported", "overwrite=no"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as info:
+        cli.export()
+    assert info.value.code == 2
+    assert capsys.readouterr().err == "bireco-export: error: overwrite=no: must be true or false\n"
+    assert (tmp_path / "exported" / "mine.txt").read_text() == "keep"
+
+
+def test_a_sweep_job_with_a_wrongly_typed_value_is_recorded_as_failed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """In a sweep the job is refused like any failing job (failed.json) and the sweep goes on."""
+    monkeypatch.setattr(
+        sys, "argv", ["bireco-train", "-m", "seed=abc", f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=job"]
+    )
+    cli.train()
+    failed = json.loads((tmp_path / "job" / "failed.json").read_text())
+    assert failed["error"] == "OverrideTypeError: seed=abc: must be a whole number (default 42)"
