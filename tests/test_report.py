@@ -58,3 +58,26 @@ def test_with_out_the_curves_per_seed_are_drawn_next_to_the_report(tmp_path: Pat
     write_run(bare, "baseline", 1, [0.5])
     main([str(bare), "--out", str(tmp_path / "bare.md")])
     assert not (tmp_path / "curves.png").exists() and "Curves" not in (tmp_path / "bare.md").read_text()
+
+
+def test_main_refuses_an_out_that_cannot_be_the_report_before_drawing_the_curves(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Was an IsADirectoryError traceback after `curves.png` had been written next to --out."""
+    runs = tmp_path / "runs"
+    run = write_run(runs, "bireco", 1, [0.5, 1.0], gain=0.12)
+    logs = run / "stages" / "0-reconstruction" / "logs"
+    logs.mkdir()
+    (logs / "metrics.csv").write_text("epoch,step,train/anchor_gain\n0,0,0.0\n0,10,0.12\n")
+    folder, file = tmp_path / "existing_dir", tmp_path / "a_file"
+    folder.mkdir()
+    file.write_text("mine\n")
+    before = sorted(tmp_path.rglob("*"))
+    for out, line in (
+        (folder, f"--out {folder}: is a folder (the report is a file: name it, e.g. {folder / 'report.md'})"),
+        (file / "report.md", f"--out {file / 'report.md'}: {file} exists and is not a folder"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            main([str(runs), "--out", str(out)])
+        assert info.value.code == 2 and capsys.readouterr().err == f"bireco-report: error: {line}\n"
+    assert sorted(tmp_path.rglob("*")) == before and file.read_text() == "mine\n"

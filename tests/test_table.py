@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -395,3 +396,113 @@ def test_score_by_dims_plot(tmp_path: Path) -> None:
     _summary(plain, {"STS": 50.0}, 50.0)
     write_table([plain], tmp_path / "out2", paper_table=tmp_path / "absent.csv")
     assert not (tmp_path / "out2" / "plots" / "score_by_dims.png").exists()
+
+
+def _refused(argv: list[str], capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> str:
+    """`bireco-table ARGV` refused: exit status 2 and nothing logged (the console script logs to stderr too, so
+    its stderr is the one line); returns stderr."""
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2 and not caplog.records
+    return capsys.readouterr().err
+
+
+def _one_run(tmp_path: Path) -> Path:
+    run = _run(tmp_path / "run", "tiny", "bireco", ["contrastive"])
+    _summary(run, {"STS": 50.0}, 50.0)
+    return run
+
+
+HEADER = "model,pipeline,Retr,Rerank,Clust,PairCls,Class,STS,Summ,Avg"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "why"),
+    [
+        ("bad.jsonl", b'{"model": "x", "pipeline": "y"}\n{"model": "z", "pipeline": "w"}\n', f"no header {HEADER}"),
+        (
+            "short.csv",
+            b"model,Retr,Avg\nx,1,2\n",
+            "the header lacks pipeline, Rerank, Clust, PairCls, Class, STS, Summ",
+        ),
+        ("empty.csv", b"", "the file is empty"),
+        ("binary.csv", b"\x89PNG\r\n\x1a\n\x00\xff", "not UTF-8 text (byte 0)"),
+    ],
+    ids=["jsonl", "columns-missing", "empty", "binary"],
+)
+def test_main_refuses_a_paper_table_that_is_not_its_csv(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+    content: bytes,
+    why: str,
+) -> None:
+    """Was a `KeyError: 'model'` traceback (or a line without the file): one line naming the file, nothing written."""
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    err = _refused(
+        [str(_one_run(tmp_path)), "--out", str(tmp_path / "tbl"), "--paper-table", str(bad)], capsys, caplog
+    )
+    assert err == f"bireco-table: error: {bad}: not the paper table's CSV: {why}\n"
+    assert not (tmp_path / "tbl").exists()
+
+
+def test_main_refuses_a_paper_table_cell_that_is_not_a_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = tmp_path / "paper.csv"
+    bad.write_text(f"{HEADER}\ntiny,bireco,1,2,3,4,5,6,7,8\ntiny,baseline,n/a,,,,,,,8\n")
+    err = _refused(
+        [str(_one_run(tmp_path)), "--out", str(tmp_path / "tbl"), "--paper-table", str(bad)], capsys, caplog
+    )
+    assert err == f"bireco-table: error: {bad}, line 3: Retr is 'n/a', not a number\n"
+    assert not (tmp_path / "tbl").exists()
+
+
+def test_main_refuses_an_absent_paper_table_it_was_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was a warning and a table without paper rows (exit 0); the packaged default, absent, still is that."""
+    run = _one_run(tmp_path)
+    for given, why in ((tmp_path / "nosuch.csv", "no such file"), (tmp_path, "is not a file")):
+        err = _refused([str(run), "--out", str(tmp_path / "tbl"), "--paper-table", str(given)], capsys, caplog)
+        assert err == f"bireco-table: error: --paper-table {given}: {why}\n"
+        assert not (tmp_path / "tbl").exists()
+    monkeypatch.setattr("bireco.results.cli.DEFAULT_PAPER_TABLE", tmp_path / "gone.csv")
+    with caplog.at_level(logging.WARNING):
+        main([str(run), "--out", str(tmp_path / "tbl")])
+    assert f"{tmp_path / 'gone.csv'} not found: the table has no paper rows" in caplog.text
+    assert "↳ paper" not in (tmp_path / "tbl" / "table.md").read_text()
+
+
+def test_main_refuses_an_out_that_is_not_a_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Was a FileExistsError traceback."""
+    run = _one_run(tmp_path)
+    existing = tmp_path / "existing_file"
+    existing.write_text("mine\n")
+    err = _refused([str(run), "--out", str(existing)], capsys, caplog)
+    assert err == f"bireco-table: error: --out {existing}: exists and is not a folder\n"
+    err = _refused([str(run), "--out", str(existing / "tbl")], capsys, caplog)
+    assert err == f"bireco-table: error: --out {existing / 'tbl'}: {existing} exists and is not a folder\n"
+    assert existing.read_text() == "mine\n"
+
+
+def test_main_refuses_folders_without_any_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Was a warning and an empty table (exit 0); one empty folder next to runs is still only a warning."""
+    empty, other = tmp_path / "empty", tmp_path / "other"
+    (other / "not-a-run").mkdir(parents=True)
+    empty.mkdir()
+    err = _refused([str(empty), str(other), "--out", str(tmp_path / "tbl"), "--expect", "tiny:bireco"], capsys, caplog)
+    where = f"{empty}, {other}"
+    assert err == f"bireco-table: error: no run directory under {where} (looked for run folders up to 3 levels down)\n"
+    assert not (tmp_path / "tbl").exists()
+    with pytest.raises(ValueError, match="no run directory under"):
+        write_table([empty], tmp_path / "tbl")
+    with caplog.at_level(logging.WARNING):
+        main([str(empty), str(_one_run(tmp_path)), "--out", str(tmp_path / "tbl")])
+    assert f"{empty}: no run directory found" in caplog.text and (tmp_path / "tbl" / "table.md").is_file()

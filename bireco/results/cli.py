@@ -18,7 +18,7 @@ from bireco.console import fail
 from bireco.results import plots
 from bireco.results.compare import collect, machine, render
 from bireco.results.reconstruction import reconstruction_scores, reconstruction_table
-from bireco.results.records import collect_runs, select_runs
+from bireco.results.records import collect_runs, find_run_dirs, select_runs
 from bireco.results.render import render_csv, render_latex, render_markdown
 from bireco.results.table import DEFAULT_PAPER_TABLE, build_rows, load_paper_table
 from bireco.utils.io import atomic_write_text
@@ -36,10 +36,18 @@ def write_table(
     paper_table: str | Path = DEFAULT_PAPER_TABLE,
     eval_subdir: str = "eval",
 ) -> str:
-    """Collect, build, write table.{md,tex,csv} and plots/ into `out`; returns the Markdown."""
+    """Collect, build, write table.{md,tex,csv} and plots/ into `out`; returns the Markdown.
+
+    Refused before anything is written (ValueError / FileNotFoundError, naming the file): no run directory at all
+    under `paths`, an absent path, a paper table that is not its CSV (an absent one only has no paper rows)."""
     out = Path(out)
-    runs = select_runs(collect_runs(paths, expect, eval_subdir))
+    paths = list(paths)
+    if all(Path(p).exists() for p in paths) and not any(find_run_dirs(Path(p)) for p in paths):
+        # an absent path is collect_runs' error; one empty folder among others is its warning
+        where = ", ".join(map(str, paths))
+        raise ValueError(f"no run directory under {where} (looked for run folders up to 3 levels down)")
     paper = load_paper_table(paper_table)
+    runs = select_runs(collect_runs(paths, expect, eval_subdir))
     rows = build_rows(runs, paper)
     md = render_markdown(rows, title)
     atomic_write_text(out / "table.md", md)
@@ -64,19 +72,41 @@ def table_main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True, help="folder for table.md, table.tex, table.csv and plots/")
     ap.add_argument("--expect", action="append", default=[], metavar="MODEL:PIPELINE", help="row that must appear")
     ap.add_argument("--title", default=None)
-    ap.add_argument("--paper-table", default=str(DEFAULT_PAPER_TABLE), help="the paper's numbers (CSV)")
+    ap.add_argument(
+        "--paper-table",
+        default=None,
+        help=f"the paper's numbers (CSV; default: the packaged {DEFAULT_PAPER_TABLE.name})",
+    )
     ap.add_argument("--eval-subdir", default="eval", help="where a run's mteb summary.json is, inside the run")
     ap.add_argument("--wandb-project", default=None, help="also log the table and plots to wandb (artifact)")
     ap.add_argument("--wandb-group", default=None, help="wandb group (the sweep's), default: the --out name")
     args = ap.parse_args(argv)
+    _refuse_unwritable_out("bireco-table", args.out, folder=True)
+    if args.paper_table is not None and not Path(args.paper_table).is_file():  # the packaged one may be absent
+        why = "is not a file" if Path(args.paper_table).exists() else "no such file"
+        fail("bireco-table", f"--paper-table {args.paper_table}: {why}")
+    paper_table = DEFAULT_PAPER_TABLE if args.paper_table is None else args.paper_table
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        md = write_table(args.runs, args.out, args.expect, args.title, args.paper_table, args.eval_subdir)
+        md = write_table(args.runs, args.out, args.expect, args.title, paper_table, args.eval_subdir)
     except (FileNotFoundError, ValueError) as e:
         fail("bireco-table", str(e))
     if args.wandb_project:
         log_table_to_wandb(Path(args.out), args.wandb_project, args.wandb_group or Path(args.out).name)
     print(md, end="")
+
+
+def _refuse_unwritable_out(program: str, out: str, folder: bool) -> None:
+    """Refuse (one line, exit 2) an `--out` that cannot be written, before anything is: for a `folder`, an
+    existing non-folder; for a file, an existing folder; for both, a path under an existing non-folder."""
+    path = Path(out)
+    if folder and path.exists() and not path.is_dir():
+        fail(program, f"--out {out}: exists and is not a folder")
+    if not folder and path.is_dir():
+        fail(program, f"--out {out}: is a folder (the report is a file: name it, e.g. {path / 'report.md'})")
+    parent = next((p for p in path.parents if p.exists()), None)  # the nearest existing one
+    if parent is not None and not parent.is_dir():
+        fail(program, f"--out {out}: {parent} exists and is not a folder")
 
 
 def log_table_to_wandb(out: Path, project: str, group: str) -> None:
@@ -124,6 +154,8 @@ def report_main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if not Path(args.runs).is_dir():
         fail("bireco-report", f"{args.runs}: no such folder")
+    if args.out:  # before anything is written: the curves go next to it
+        _refuse_unwritable_out("bireco-report", args.out, folder=False)
     text = report(args.runs)
     if args.out:
         # the curves next to the table: anchor gain and probe per seed

@@ -39,17 +39,46 @@ class Row:
     seeds: list[int] = field(default_factory=list)
 
 
+PAPER_COLUMNS = ["model", "pipeline", *COLUMNS]  # the paper table's header (`experiments/README.md`)
+
+
 def load_paper_table(path: str | Path = DEFAULT_PAPER_TABLE) -> dict[tuple[str, str], Scores]:
-    """The paper's reported numbers by (model, pipeline); blank cells are None (not reported)."""
+    """The paper's reported numbers by (model, pipeline); blank cells are None (not reported).
+
+    An absent file is a table without paper rows (a warning). A file that is not such a CSV (a column of
+    `PAPER_COLUMNS` missing, a cell that is not a number, not UTF-8 text) raises ValueError naming the file."""
     path = Path(path)
     if not path.is_file():
         log.warning("%s not found: the table has no paper rows", path)
         return {}
-    with path.open(newline="") as f:
-        return {
-            (r["model"], r["pipeline"]): {c: float(r[c]) if r.get(c) else None for c in COLUMNS}
-            for r in csv.DictReader(f)
-        }
+    table: dict[tuple[str, str], Scores] = {}
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None:
+                raise ValueError(f"{path}: not the paper table's CSV: the file is empty")
+            missing = [c for c in PAPER_COLUMNS if c not in reader.fieldnames]
+            if missing == PAPER_COLUMNS:
+                raise ValueError(f"{path}: not the paper table's CSV: no header {','.join(PAPER_COLUMNS)}")
+            if missing:
+                raise ValueError(f"{path}: not the paper table's CSV: the header lacks {', '.join(missing)}")
+            for r in reader:
+                table[(r["model"], r["pipeline"])] = {c: _paper_cell(path, reader.line_num, c, r[c]) for c in COLUMNS}
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not the paper table's CSV: not UTF-8 text (byte {e.start})") from None
+    except csv.Error as e:
+        raise ValueError(f"{path}: not the paper table's CSV: {e}") from None
+    return table
+
+
+def _paper_cell(path: Path, line: int, column: str, cell: str | None) -> float | None:
+    """One number of the paper table; blank (or absent in a short line) = not reported."""
+    if not cell or not cell.strip():
+        return None
+    try:
+        return float(cell)
+    except ValueError:
+        raise ValueError(f"{path}, line {line}: {column} is '{cell}', not a number") from None
 
 
 def _diff(a: Scores, b: Scores) -> Scores:
