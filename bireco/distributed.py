@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from bireco.console import exit_on_user_error, fail
+from bireco.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -229,46 +233,126 @@ def strategy_name(spec: Any) -> str:
 # checkpoints
 
 
+class NotConsolidable(UserError, ValueError):
+    """What `consolidate` was given is not a sharded checkpoint it can read, or where it writes is not a file."""
+
+
+def _deepspeed_model_states(folder: Path) -> list[Path]:
+    """DeepSpeed's per-rank model files in a checkpoint's tag folders (`mp_rank_00_model_states.pt` under ZeRO
+    1/2, `zero_pp_rank_0_mp_rank_00_model_states.pt` under ZeRO-3; Lightning's tag folder is `checkpoint/`)."""
+    return sorted(folder.glob("*/*model_states.pt"))
+
+
+def _checkpoint_kind(checkpoint: Path) -> str:
+    """`fsdp` or `deepspeed`, from the folder's contents, before any converter reads it (they fail with a
+    library traceback on anything else); a `NotConsolidable` naming the path otherwise."""
+    if not checkpoint.exists():
+        raise NotConsolidable(f"{checkpoint}: no such checkpoint")
+    if not checkpoint.is_dir():
+        raise NotConsolidable(
+            f"{checkpoint}: already a single file, which needs no consolidation "
+            "(only a sharded checkpoint folder, as FSDP or DeepSpeed write it, is consolidated)"
+        )
+    if (checkpoint / ".metadata").is_file():  # torch.distributed.checkpoint's index of the *.distcp shards
+        return "fsdp"
+    if _deepspeed_model_states(checkpoint):
+        latest = checkpoint / "latest"
+        if not latest.is_file():
+            raise NotConsolidable(
+                f"{checkpoint}: a DeepSpeed checkpoint without its `latest` file "
+                "(which names the tag folder to read, e.g. checkpoint)"
+            )
+        tag = latest.read_text().strip()
+        if not tag or not list((checkpoint / tag).glob("*model_states.pt")):
+            raise NotConsolidable(f"{latest}: names tag folder '{tag}', which holds no *model_states.pt")
+        if not deepspeed_available():
+            raise NotConsolidable(
+                f"{checkpoint}: a DeepSpeed checkpoint, and DeepSpeed is not installed (it is not a bireco "
+                "dependency: it needs a CUDA toolchain); `pip install deepspeed` to consolidate it"
+            )
+        return "deepspeed"
+    raise NotConsolidable(
+        f"{checkpoint}: neither an FSDP nor a DeepSpeed sharded checkpoint folder (expected FSDP's .metadata with "
+        "its *.distcp shards, or DeepSpeed's `latest` file and the tag folder it names, holding *model_states.pt)"
+    )
+
+
 def consolidate(checkpoint: str | Path, out_file: str | Path) -> Path:
     """A sharded checkpoint (FSDP `state_dict_type: sharded` folder, or a DeepSpeed ZeRO folder) -> one ordinary
     Lightning `.ckpt` file, as a single-device run writes it (resumable with `ckpt_path=`, readable anywhere).
 
     Uses the libraries' own converters: Lightning's `consolidate_checkpoint` for FSDP and DeepSpeed's
-    `zero_to_fp32` (through Lightning) for ZeRO. Run it on one machine, without a process group.
+    `zero_to_fp32` (through Lightning) for ZeRO. Run it on one machine, without a process group. What is not such
+    a folder (a missing path, a single file, any other folder, told apart by its contents before a converter reads
+    it), or an `out_file` that is a folder, raises `NotConsolidable` (a `UserError`) naming the path; `out_file`
+    is written to a temporary file renamed into place, so it appears whole or not at all.
     """
     checkpoint, out_file = Path(checkpoint), Path(out_file)
-    if not checkpoint.is_dir():
-        raise ValueError(f"{checkpoint}: not a sharded checkpoint folder (a single file needs no consolidation)")
-    out_file.parent.mkdir(parents=True, exist_ok=True)
+    kind = _checkpoint_kind(checkpoint)
+    if out_file.is_dir():
+        raise NotConsolidable(f"{out_file}: is a folder; OUT is the .ckpt file to write")
+    try:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NotConsolidable(f"{out_file.parent}: cannot create the output's folder ({e.strerror})") from e
     tmp = out_file.with_name(out_file.name + ".tmp")
-    if (checkpoint / "checkpoint").is_dir() or any(checkpoint.glob("*/mp_rank_*_model_states.pt")):
-        require_deepspeed(f"consolidating {checkpoint}")
-        from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
+    try:
+        if kind == "deepspeed":
+            from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
 
-        convert_zero_checkpoint_to_fp32_state_dict(str(checkpoint), str(tmp))
-    else:
-        # what `python -m lightning.pytorch.utilities.consolidate_checkpoint` does, written atomically
-        from lightning.fabric.utilities.load import _load_distributed_checkpoint
-        from lightning.pytorch.utilities.consolidate_checkpoint import _format_checkpoint
+            convert_zero_checkpoint_to_fp32_state_dict(str(checkpoint), str(tmp))
+        else:
+            # what `python -m lightning.pytorch.utilities.consolidate_checkpoint` does, written atomically
+            from lightning.fabric.utilities.load import _load_distributed_checkpoint
+            from lightning.pytorch.utilities.consolidate_checkpoint import _format_checkpoint
 
-        torch.save(_format_checkpoint(_load_distributed_checkpoint(checkpoint)), tmp)
-    tmp.replace(out_file)
+            loaded = _load_distributed_checkpoint(checkpoint)
+            if "model" not in loaded:
+                raise NotConsolidable(
+                    f"{checkpoint}: a torch distributed checkpoint without a `model` entry (not one Lightning wrote)"
+                )
+            torch.save(_format_checkpoint(loaded), tmp)
+        tmp.replace(out_file)
+    finally:
+        tmp.unlink(missing_ok=True)
     log.info("consolidated %s -> %s", checkpoint, out_file)
     return out_file
 
 
-def main(argv: list[str] | None = None) -> None:
+PROGRAM = "bireco-consolidate"
+MODULE_PROGRAM = "python -m bireco.distributed"
+DESCRIPTION = (
+    "A sharded checkpoint folder (FSDP state_dict_type=sharded, or DeepSpeed ZeRO) -> one ordinary Lightning .ckpt "
+    "file, as a single-device run writes it."
+)
+
+
+def main(argv: list[str] | None = None, prog: str = PROGRAM) -> None:
+    """`bireco-consolidate CHECKPOINT OUT`: `bireco.cli.consolidate` passes `["consolidate", *argv]`; the command is
+    this module's only one and appears nowhere in the usage. `python -m bireco.distributed consolidate CHECKPOINT
+    OUT` is the same, under that name. A user error ends in one line `PROG: error: ...` (exit status 2)."""
     import argparse
 
-    parser = argparse.ArgumentParser(description="bireco distributed utilities")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("consolidate", help=consolidate.__doc__.splitlines()[0])
-    c.add_argument("checkpoint", help="sharded checkpoint folder (FSDP state_dict_type=sharded, or DeepSpeed)")
-    c.add_argument("out", help="the single .ckpt file to write")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] != ["consolidate"]:
+        fail(prog, f"the command comes first: {prog} consolidate CHECKPOINT OUT")
+    if prog == MODULE_PROGRAM:
+        prog = f"{MODULE_PROGRAM} consolidate"
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    parser.add_argument(
+        "checkpoint",
+        metavar="CHECKPOINT",
+        help="sharded checkpoint folder (FSDP state_dict_type=sharded, or DeepSpeed)",
+    )
+    parser.add_argument("out", metavar="OUT", help="the single .ckpt file to write")
+    args = parser.parse_args(argv[1:])
     logging.basicConfig(level=logging.INFO)
-    consolidate(args.checkpoint, args.out)
+    try:
+        consolidate(args.checkpoint, args.out)
+    except Exception as e:
+        exit_on_user_error(e, prog)
+        raise
 
 
 if __name__ == "__main__":
-    main()
+    main(prog=MODULE_PROGRAM)

@@ -110,5 +110,5 @@ def test_consolidate_fsdp_sharded_checkpoint_into_one_lightning_file(tmp_path: P
 def test_consolidate_refuses_a_single_file(tmp_path: Path) -> None:
     f = tmp_path / "x.ckpt"
     f.write_bytes(b"")
-    with pytest.raises(ValueError, match="not a sharded checkpoint folder"):
+    with pytest.raises(ValueError, match="already a single file, which needs no consolidation"):
         consolidate(f, tmp_path / "y.ckpt")
