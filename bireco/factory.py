@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from bireco.data.collate import PairCollator
@@ -221,19 +222,22 @@ def build_trainer_and_module(
     plugins = (
         [AtomicCheckpointIO()] if not isinstance(trainer_kwargs["strategy"], L.pytorch.strategies.Strategy) else []
     )
-    trainer = L.Trainer(
-        **trainer_kwargs,
-        plugins=plugins,
-        max_steps=stage_max_steps(cfg, name),
-        max_epochs=-1,
-        accumulate_grad_batches=stage.accumulate_grad_batches,
-        val_check_interval=stage.val_check_interval,
-        check_val_every_n_epoch=None,
-        callbacks=callbacks,
-        logger=loggers or False,
-        default_root_dir=str(stage_dir),
-        use_distributed_sampler=False,  # our batch sampler shards the homogeneous global batch itself
-    )
+    try:
+        trainer = L.Trainer(
+            **trainer_kwargs,
+            plugins=plugins,
+            max_steps=stage_max_steps(cfg, name),
+            max_epochs=-1,
+            accumulate_grad_batches=stage.accumulate_grad_batches,
+            val_check_interval=stage.val_check_interval,
+            check_val_every_n_epoch=None,
+            callbacks=callbacks,
+            logger=loggers or False,
+            default_root_dir=str(stage_dir),
+            use_distributed_sampler=False,  # our batch sampler shards the homogeneous global batch itself
+        )
+    except MisconfigurationException as e:  # e.g. trainer=gpu where there is no GPU: Lightning's words, one line
+        raise ConfigError(f"trainer settings (accelerator={trainer_kwargs.get('accelerator')}): {e}") from e
     # every rank checks (a refusal stops them all); rank 0 logs, with the world size the trainer found
     pool_note = check_candidate_pool(stage, trainer.num_devices * trainer.num_nodes, name) if "pool" in stage else None
     if pool_note and trainer.is_global_zero:

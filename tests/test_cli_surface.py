@@ -64,20 +64,25 @@ def test_a_copy_of_a_preset_keeps_its_template(
     [
         (["run_dir={missing}"], "{missing}: not a finished pipeline run (needs results.json and config.yaml)"),
         (["eval.data_root={missing}"], "say what to evaluate: run_dir=<pipeline output>, artifact=<stage artifact>"),
+        # a missing artifact folder was looked up on the hub as a model name (OSError traceback), and without
+        # eval.data_root the message was about the data root, not the artifact
+        (["artifact={missing}"], "artifact={missing}: no such folder (a stage artifact: RUN/stages/<i>-<stage>/"),
+        (["model=stories260k", "eval.data_root={tmp}"], "eval.data_root={tmp}: no task folders found"),
     ],
-    ids=["unfinished-run", "nothing-named"],
+    ids=["unfinished-run", "nothing-named", "missing-artifact", "no-task-folders"],
 )
 def test_what_to_evaluate_is_checked_in_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path, args: list[str], line: str
 ) -> None:
     """A run folder that is not a finished run, or no model at all, was a FileNotFoundError / ValueError
     traceback (exit 1)."""
-    missing = str(tmp_path / "missing")
+    names = {"missing": str(tmp_path / "missing"), "tmp": str(tmp_path / "empty")}
+    (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit) as info:
-        _eval(monkeypatch, tmp_path, *(a.format(missing=missing) for a in args))
+        _eval(monkeypatch, tmp_path, *(a.format(**names) for a in args))
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and len(err) == 1, err
-    assert err[0].startswith(f"bireco-eval: error: {line.format(missing=missing)}")
+    assert err[0].startswith(f"bireco-eval: error: {line.format(**names)}")
 
 
 def test_a_folder_given_as_model_is_not_reinterpreted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

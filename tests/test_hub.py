@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from bireco.errors import HubUnreachable
 from bireco.models.backbone import BackboneSpec, load_backbone, load_tokenizer
@@ -72,4 +73,17 @@ def test_a_config_error_is_one_line_without_traceback(tmp_path: Path, bireco_cac
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 2
     assert "bireco-train: error: stages.reconstruction.loss.alpha must be a number in [0, 1], got 1.5" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where there is no GPU")
+def test_a_trainer_this_machine_cannot_run_is_one_line(tmp_path: Path, bireco_cache: str) -> None:
+    """`trainer=gpu` on a CPU machine was Lightning's MisconfigurationException traceback (exit 1)."""
+    env = {**os.environ, "BIRECO_CACHE": bireco_cache, "HF_HUB_OFFLINE": "1"}
+    cmd = [str(BIN / "bireco-train"), "trainer=gpu", "pipeline=baseline", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("bireco-train: error:")]
+    assert errors == ["bireco-train: error: trainer settings (accelerator=gpu): No supported gpu backend found!"]
     assert "Traceback" not in proc.stderr

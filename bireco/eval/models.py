@@ -64,6 +64,10 @@ def resolve_model(cfg: DictConfig) -> EvalModel:
             {k: results[k] for k in ("pipeline", "stages", "seed")} | {"run_dir": str(run.path)},
             attention=run_cfg["model"].get("attention"),
         )
+    if cfg.artifact and not Path(cfg.artifact).is_dir():  # else it would be looked up on the hub as a model name
+        raise EvalModelError(
+            f"artifact={cfg.artifact}: no such folder (a stage artifact: RUN/stages/<i>-<stage>/artifact)"
+        )
     path = cfg.artifact or cfg.model.pretrained
     if not path:
         raise EvalModelError(

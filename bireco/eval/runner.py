@@ -46,7 +46,7 @@ def resolve_tasks(ecfg: DictConfig, run_cfg_data_root: Path | None = None) -> tu
         clustering = [c for c in (ecfg.clustering or []) if (root / c).is_dir()]
         tasks = discover_tasks(root, clustering=clustering)
         if not tasks:
-            raise ValueError(f"{root}: no task folders found")
+            raise ConfigError(f"eval.data_root={root}: no task folders found (the layout: docs/evaluation.md)")
         return tasks, {t.metadata.name: task_category(t) for t in tasks}
     if ecfg.kind == "mteb":
         tasks, categories = [], {}

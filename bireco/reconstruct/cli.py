@@ -157,6 +157,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     lookup = instruction_lookup(run_cfg, cfg.instruction)
     decode = DecodeConfig(**OmegaConf.to_container(cfg.decode, resolve=True))
     target_segments = stage_i_targets(run_cfg)
+    pairs = None
+    if cfg.input is not None:  # read (and refused) before the model loads
+        if not Path(cfg.input).is_file():
+            raise ReconstructError(f"input={cfg.input}: no such file")
+        pairs = read_pairs(Path(cfg.input), cfg.source, lookup)
     rec = load_reconstructor(weights, run_cfg.model.dtype, decode, target_segments)
     log.info("decoding with stage '%s' (%s), %s", weights.stage, weights.path, cfg.direction)
     if cfg.text is not None:
@@ -168,7 +173,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             out.update(f1=result["f1"], loss=result["loss"])
         return out
     input_path, output = Path(cfg.input), Path(cfg.output)
-    pairs = read_pairs(input_path, cfg.source, lookup)
     summary = reconstruct_file(rec, pairs, cfg.direction, input_path, output, cfg.batch_size)
     summary = {"stage": weights.stage, "weights": weights.path, "direction": cfg.direction, **summary}
     summary_path = Path(cfg.summary or output.with_name(output.name.removesuffix(".jsonl") + ".summary.json"))

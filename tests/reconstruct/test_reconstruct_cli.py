@@ -94,6 +94,15 @@ def test_empty_input_is_an_error_and_writes_nothing(run_dir: Path, tmp_path: Pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.jsonl"]
 
 
+def test_a_missing_input_is_named_before_the_model_loads(run_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """It was a bare `[Errno 2] ... 'nosuch.jsonl'`, after the model had loaded."""
+    import bireco.reconstruct.cli as rcli
+
+    monkeypatch.setattr(rcli, "load_reconstructor", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(ReconstructError, match=r"^input=nosuch\.jsonl: no such file$"):
+        run(_cfg([f"run_dir={run_dir}", "input=nosuch.jsonl", f"output={tmp_path / 'out.jsonl'}"]))
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
