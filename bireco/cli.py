@@ -42,20 +42,21 @@ def hydra_app(config_name: str, job: Callable[[DictConfig], Any], program: str) 
         from bireco.utils.resolvers import register
 
         register()  # also in a launcher's job process (submitit), which runs this function unpickled
-        started = time.time()
         try:
             if HydraConfig.get().mode == RunMode.RUN:  # a sweep's jobs are checked in the job (train: failed.json)
                 check_override_types(config_name, HydraConfig.get().overrides.task)
             return job(cfg)
         except Exception as e:
             if user_error_line(e) is not None:
-                discard_untouched_run_folder(started)
+                discard_untouched_run_folder()
             exit_on_user_error(e, program)
             raise
 
     def entry() -> Any:
         from bireco.utils.resolvers import register
 
+        global _invoked_at
+        _invoked_at = time.time()  # before Hydra writes the run folder
         console_environment()
         register()
         return _main()
@@ -64,7 +65,10 @@ def hydra_app(config_name: str, job: Callable[[DictConfig], Any], program: str) 
     return entry
 
 
-def discard_untouched_run_folder(started: float) -> None:
+_invoked_at = float("inf")  # when this process's console entry point began (never set: nothing is discarded)
+
+
+def discard_untouched_run_folder() -> None:
     """Remove this invocation's run folder when it holds only what Hydra wrote for it (`.hydra/`, the job log).
 
     Hydra creates the folder before the job runs, so a command refused with one line (a typo, a run that is not
@@ -80,7 +84,7 @@ def discard_untouched_run_folder(started: float) -> None:
     entries = list(out.iterdir()) if out.is_dir() else []
     if not entries or any(p.name not in ours for p in entries):
         return
-    if any(p.stat().st_mtime < started - 1 for p in [*entries, *hydra_record.glob("*")]):
+    if any(p.stat().st_mtime < _invoked_at - 1 for p in [*entries, *hydra_record.glob("*")]):
         return  # written by an earlier invocation (1 s for coarse file-system clocks)
     shutil.rmtree(out, ignore_errors=True)
     cwd = Path(hc.runtime.cwd).resolve()
@@ -216,6 +220,8 @@ def audit_job(cfg: DictConfig) -> None:
 
     hc = HydraConfig.get()
     path, audit = run_audit(cfg, hc.runtime.output_dir, list(hc.overrides.task))
+    if not path.resolve().is_relative_to(Path(hc.runtime.output_dir).resolve()):
+        discard_untouched_run_folder()  # audit.json went into the run folder (run_dir=): Hydra's folder is unused
     print_table(audit, path)
 
 

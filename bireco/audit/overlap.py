@@ -22,7 +22,12 @@ from dataclasses import asdict, dataclass
 
 from datasketch import MinHash, MinHashLSH
 
+from bireco.errors import UserError
 from bireco.losses.false_negatives import normalize_text
+
+
+class OverlapSettingError(UserError, ValueError):
+    """`audit.*` settings that cannot measure anything (`bireco-audit` says so in one line)."""
 
 
 @dataclass(frozen=True)
@@ -38,13 +43,16 @@ class OverlapSettings:
 
     def __post_init__(self) -> None:
         if self.shingle_words < 1 or self.lsh_bands < 2 or self.lsh_rows < 1:
-            raise ValueError(f"shingle_words >= 1, lsh_bands >= 2, lsh_rows >= 1 required, got {self}")
+            raise OverlapSettingError(
+                f"audit.shingle_words >= 1, audit.lsh_bands >= 2, audit.lsh_rows >= 1 required, got {self}"
+            )
         if self.lsh_bands * self.lsh_rows > self.num_perm:
-            raise ValueError(
-                f"lsh_bands x lsh_rows = {self.lsh_bands * self.lsh_rows} exceeds num_perm={self.num_perm}"
+            raise OverlapSettingError(
+                f"audit.lsh_bands x audit.lsh_rows = {self.lsh_bands * self.lsh_rows} exceeds "
+                f"audit.num_perm={self.num_perm}"
             )
         if not 0.0 < self.jaccard_threshold <= 1.0:
-            raise ValueError(f"jaccard_threshold must be in (0, 1], got {self.jaccard_threshold}")
+            raise OverlapSettingError(f"audit.jaccard_threshold must be in (0, 1], got {self.jaccard_threshold}")
 
     def miss_probability(self, jaccard: float | None = None) -> float:
         """Chance that the LSH never proposes a pair of this Jaccard similarity (default: the threshold)."""

@@ -73,7 +73,7 @@ def parse_json_object(raw: bytes, where: str, error: type[ValueError] = DataForm
     try:
         row = json.loads(text)
     except json.JSONDecodeError as e:
-        raise error(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
+        raise error(f"{where}: invalid JSON ({e.msg.removesuffix(' at')} at column {e.colno})") from None
     if not isinstance(row, dict):
         raise error(f"{where}: expected a JSON object, got {type(row).__name__}")
     return row

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from mteb.models.abs_encoder import AbsEncoder
 
+from bireco.errors import ConfigError
+
 
 class TruncatedEncoder(AbsEncoder):
     """An mteb encoder's embeddings cut to their first `dims` dimensions and L2-normalised again.
@@ -25,7 +27,7 @@ class TruncatedEncoder(AbsEncoder):
     def __init__(self, model: Any, dims: int) -> None:
         width = model.mteb_model_meta.embed_dim
         if width is not None and not 0 < dims <= width:
-            raise ValueError(f"eval.dims: {dims} is not a width of a {width}-dimensional embedding")
+            raise ConfigError(f"eval.dims: {dims} is not a width of a {width}-dimensional embedding")
         self.model, self.dims = model, dims
         meta = model.mteb_model_meta
         self.mteb_model_meta = meta.model_copy(update={"name": f"{meta.name}-d{dims}", "embed_dim": dims})

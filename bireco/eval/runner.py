@@ -194,6 +194,15 @@ def _prepared_heldout(run: Run) -> Path:
     return prepare_data(OmegaConf.create(run.config())).probe_dir.parent
 
 
+def eval_dims(ecfg: DictConfig) -> list[int]:
+    """`eval.dims`: the Matryoshka widths to score again, whole numbers (checked before anything is evaluated)."""
+    dims = list(ecfg.get("dims") or [])
+    bad = [d for d in dims if isinstance(d, bool) or not isinstance(d, int)]
+    if bad:
+        raise ConfigError(f"eval.dims: {', '.join(map(repr, bad))} not a whole number of dimensions, in {dims}")
+    return dims
+
+
 def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     out = Path(out_dir)
     em = resolve_model(cfg)
@@ -229,11 +238,10 @@ def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     declared = ((audit or {}).get("training_datasets") or {}).get("declared")
     if declared is not None:  # mteb's own declaration: which of its tasks the training data covers
         wrapper.mteb_model_meta = wrapper.mteb_model_meta.model_copy(update={"training_datasets": set(declared)})
+    truncated = [TruncatedEncoder(wrapper, d) for d in eval_dims(cfg.eval)]  # refused before any task runs
     results = evaluate_tasks(wrapper, tasks, out / "mteb", cfg.batch_size, keys)
-    dims = [int(d) for d in (cfg.eval.get("dims") or [])]
-    by_dims = {
-        d: evaluate_tasks(TruncatedEncoder(wrapper, d), tasks, out / "mteb", cfg.batch_size, keys) for d in dims
-    }
+    by_dims = {t.dims: evaluate_tasks(t, tasks, out / "mteb", cfg.batch_size, keys) for t in truncated}
+    dims = list(by_dims)
     settings = {
         "model": em.path,
         "weights_sha256": revision,

@@ -59,8 +59,24 @@ def test_the_index_finds_copies_and_near_duplicates_and_nothing_else() -> None:
 def test_the_banding_misses_a_threshold_pair_almost_never() -> None:
     s = OverlapSettings()
     assert s.miss_probability() == pytest.approx((1 - 0.8**4) ** 32) and s.miss_probability() < 1e-7
-    with pytest.raises(ValueError, match="exceeds num_perm"):
+    with pytest.raises(ValueError, match=r"exceeds audit\.num_perm"):
         OverlapSettings(lsh_bands=64, lsh_rows=4)
+
+
+@pytest.mark.parametrize(
+    ("settings", "line"),
+    [
+        ({"jaccard_threshold": 5.0}, "audit.jaccard_threshold must be in (0, 1], got 5.0"),
+        ({"lsh_bands": 33}, "audit.lsh_bands x audit.lsh_rows = 132 exceeds audit.num_perm=128"),
+    ],
+)
+def test_impossible_settings_are_a_user_error_naming_the_key(settings: dict, line: str) -> None:
+    """`bireco-audit audit.jaccard_threshold=5` was a ValueError traceback: now one line naming `audit.*`."""
+    from bireco.errors import user_error_in
+
+    with pytest.raises(ValueError) as info:
+        OverlapSettings(**settings)
+    assert str(user_error_in(info.value)) == line
 
 
 def test_the_config_states_the_code_defaults() -> None:

@@ -242,3 +242,12 @@ def test_default_stops_at_the_first_bad_row_and_logs_no_skip(tmp_path: Path, cap
         list(iter_rows([f]))
     assert str(info.value) == f"{f}:2: field 'positive': missing (required)"
     assert caplog.records == []
+
+
+def test_an_unterminated_string_is_worded_once() -> None:
+    """json's own message ends in "starting at": it read "starting at at column 10"."""
+    from bireco.data.formats import DataFormatError, parse_json_object
+
+    with pytest.raises(DataFormatError) as info:
+        parse_json_object(b'{"query": "no end', "in.jsonl:3")
+    assert str(info.value) == "in.jsonl:3: invalid JSON (Unterminated string starting at column 11)"

@@ -11,6 +11,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import bireco.eval.runner as runner
+from bireco.errors import ConfigError
 from bireco.eval.local_tasks import load_local_task
 from bireco.eval.mteb_wrapper import MtebEncoder
 from bireco.eval.prompt_check import PromptMismatchError
@@ -265,6 +266,15 @@ def test_bireco_eval_on_a_trained_run(tmp_path: Path, bireco_cache: str) -> None
     with pytest.raises(PromptMismatchError, match="task retrieval"):
         run_eval(strict, tmp_path / "strict")
     assert not (tmp_path / "strict" / "summary.json").exists()
+    # a width that is no whole number, or wider than the embedding, was a traceback after the whole evaluation ran
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("bireco.eval.runner.evaluate_tasks", lambda *a, **k: pytest.fail("evaluated before the check"))
+        for dims, line in (
+            ("[16,abc]", "eval.dims: 'abc' not a whole number"),
+            ("[999]", "eval.dims: 999 is not a width"),
+        ):
+            with pytest.raises(ConfigError, match=line):
+                run_eval(compose_eval([f"run_dir={run}", f"eval.dims={dims}"]), tmp_path / "dims")
 
 
 @pytest.mark.integration
