@@ -28,7 +28,7 @@ from omegaconf import DictConfig, open_dict
 from bireco.conf import CONF_DIR
 from bireco.console import console_environment, exit_on_user_error, user_error_line
 from bireco.override_types import check_override_types
-from bireco.runs import FAILED_FILE
+from bireco.runs import CONFIG_FILE, FAILED_FILE
 
 log = logging.getLogger("bireco")
 
@@ -69,7 +69,8 @@ _invoked_at = float("inf")  # when this process's console entry point began (nev
 
 
 def discard_untouched_run_folder() -> None:
-    """Remove this invocation's run folder when it holds only what Hydra wrote for it (`.hydra/`, the job log).
+    """Remove this invocation's run folder when it holds only what was written for it (`.hydra/`, the job log, the
+    config bireco-train records first).
 
     Hydra creates the folder before the job runs, so a command refused with one line (a typo, a run that is not
     finished) would otherwise leave an empty-looking run behind in `runs/` for every try. A folder holding anything
@@ -80,7 +81,7 @@ def discard_untouched_run_folder() -> None:
         return
     out = Path(hc.runtime.output_dir)
     hydra_record = out / hc.output_subdir
-    ours = {hydra_record.name, f"{hc.job.name}.log"}
+    ours = {hydra_record.name, f"{hc.job.name}.log", CONFIG_FILE}  # config.yaml: bireco-train's record of the try
     entries = list(out.iterdir()) if out.is_dir() else []
     if not entries or any(p.name not in ours for p in entries):
         return
@@ -142,6 +143,8 @@ def train_job(cfg: DictConfig) -> float | None:
             results["eval"] = evaluate_run(cfg, out)
         log_final_metrics(cfg, out, results)
     except Exception as e:
+        if not multirun and user_error_line(e) is not None:
+            raise  # the line says it all; a folder holding only this try's config is removed (hydra_app)
         atomic_write_json(
             out / FAILED_FILE,
             {

@@ -95,3 +95,16 @@ def test_a_sweep_job_with_a_wrongly_typed_value_is_recorded_as_failed(
     cli.train()
     failed = json.loads((tmp_path / "job" / "failed.json").read_text())
     assert failed["error"] == "OverrideTypeError: seed=abc: must be a whole number (default 42)"
+
+
+def test_a_run_refused_for_its_data_leaves_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    """Refused once the pipeline read its data: the folder held .hydra/, cli.log, config.yaml and failed.json."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["bireco-train", "data=local", f"data.path={tmp_path / 'nosuch'}"])
+    with pytest.raises(SystemExit) as info:
+        cli.train()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and err[0].startswith("bireco-train: error: "), err
+    assert list(tmp_path.iterdir()) == []
