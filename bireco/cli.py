@@ -33,6 +33,9 @@ from bireco.runs import CONFIG_FILE, FAILED_FILE
 log = logging.getLogger("bireco")
 
 
+_invoked_at = float("inf")  # when this process's console entry point began (unset: nothing is ever discarded)
+
+
 def hydra_app(config_name: str, job: Callable[[DictConfig], Any], program: str) -> Callable[[], Any]:
     """A console entry point for `conf/<config_name>.yaml` that runs `job(cfg)`; a user error raised by the job
     is one line naming `program` (exit 2), anything else keeps its traceback."""
@@ -43,8 +46,9 @@ def hydra_app(config_name: str, job: Callable[[DictConfig], Any], program: str) 
 
         register()  # also in a launcher's job process (submitit), which runs this function unpickled
         try:
-            if HydraConfig.get().mode == RunMode.RUN:  # a sweep's jobs are checked in the job (train: failed.json)
-                check_override_types(config_name, HydraConfig.get().overrides.task)
+            hc = HydraConfig.get()
+            if hc.mode == RunMode.RUN or config_name != "train":  # a training sweep's jobs check in the job
+                check_override_types(config_name, hc.overrides.task, hc.overrides.hydra)
             return job(cfg)
         except Exception as e:
             if user_error_line(e) is not None:
@@ -55,7 +59,7 @@ def hydra_app(config_name: str, job: Callable[[DictConfig], Any], program: str) 
     def entry() -> Any:
         from bireco.utils.resolvers import register
 
-        global _invoked_at
+        global _invoked_at  # read by discard_untouched_run_folder: what is older was not written by this command
         _invoked_at = time.time()  # before Hydra writes the run folder
         console_environment()
         register()
@@ -65,34 +69,32 @@ def hydra_app(config_name: str, job: Callable[[DictConfig], Any], program: str) 
     return entry
 
 
-_invoked_at = float("inf")  # when this process's console entry point began (never set: nothing is discarded)
-
-
 def discard_untouched_run_folder() -> None:
-    """Remove this invocation's run folder when it holds only what was written for it (`.hydra/`, the job log, the
-    config bireco-train records first).
+    """Remove this invocation's run folder when it holds only what was written for it (`.hydra/`, the job log,
+    the config bireco-train records first).
 
     Hydra creates the folder before the job runs, so a command refused with one line (a typo, a run that is not
-    finished) would otherwise leave an empty-looking run behind in `runs/` for every try. A folder holding anything
-    else, or Hydra files older than this invocation, is never touched; a sweep's folders are the sweep's. The
-    folders above it that are left empty go too, up to (not including) the working folder, never outside it."""
+    finished) would otherwise leave an empty-looking run behind in `runs/` for every try. Never touched: a folder
+    holding anything else or files older than this invocation, the working folder itself, a sweep's folders, and
+    the (possibly empty) folders above it — whether Hydra or the user made those cannot be told apart. Best effort:
+    a file-system error leaves the folder as it is (the user's error line still comes)."""
     hc = HydraConfig.get()
     if hc.mode != RunMode.RUN or not hc.output_subdir:
         return
     out = Path(hc.runtime.output_dir)
-    hydra_record = out / hc.output_subdir
-    ours = {hydra_record.name, f"{hc.job.name}.log", CONFIG_FILE}  # config.yaml: bireco-train's record of the try
-    entries = list(out.iterdir()) if out.is_dir() else []
-    if not entries or any(p.name not in ours for p in entries):
+    try:
+        if out.resolve() == Path(hc.runtime.cwd).resolve():
+            return
+        hydra_record = out / hc.output_subdir
+        ours = {hydra_record.name, f"{hc.job.name}.log", CONFIG_FILE}  # config.yaml: bireco-train's record
+        entries = list(out.iterdir()) if out.is_dir() else []
+        if not entries or any(p.name not in ours for p in entries):
+            return
+        if any(p.stat().st_mtime < _invoked_at - 1 for p in [*entries, *hydra_record.glob("*")]):
+            return  # written by an earlier invocation (1 s for coarse file-system clocks)
+        shutil.rmtree(out)
+    except OSError:
         return
-    if any(p.stat().st_mtime < _invoked_at - 1 for p in [*entries, *hydra_record.glob("*")]):
-        return  # written by an earlier invocation (1 s for coarse file-system clocks)
-    shutil.rmtree(out, ignore_errors=True)
-    cwd = Path(hc.runtime.cwd).resolve()
-    parent = out.resolve().parent
-    while parent != cwd and parent.is_relative_to(cwd) and not any(parent.iterdir()):
-        parent.rmdir()
-        parent = parent.parent
 
 
 # --- bireco-train -------------------------------------------------------------------------------------------
@@ -133,7 +135,7 @@ def train_job(cfg: DictConfig) -> float | None:
     (out / FAILED_FILE).unlink(missing_ok=True)
     try:
         if multirun:
-            check_override_types("train", hc.overrides.task)
+            check_override_types("train", hc.overrides.task, hc.overrides.hydra)
         results = run_pipeline(cfg, out)
         if not is_global_zero():  # under DDP the other ranks are done: rank 0 evaluates on its own device
             return None
@@ -143,8 +145,8 @@ def train_job(cfg: DictConfig) -> float | None:
             results["eval"] = evaluate_run(cfg, out)
         log_final_metrics(cfg, out, results)
     except Exception as e:
-        if not multirun and user_error_line(e) is not None:
-            raise  # the line says it all; a folder holding only this try's config is removed (hydra_app)
+        if not multirun and user_error_line(e) is not None and not (out / "stages").exists():
+            raise  # refused before any stage ran: the line says it all, and the try's folder is removed
         atomic_write_json(
             out / FAILED_FILE,
             {

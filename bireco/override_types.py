@@ -4,8 +4,11 @@ Hydra types an override by its text alone: `overwrite=no` is the string "no" (tr
 `seed=abc` is a string that fails as a traceback ten seconds into training, `probe.every_n_steps=abc` after the
 first step. So every `key=value` override whose value is a string or a boolean is compared with the value the
 composed config had without it (the defaults of the chosen groups); a mismatch is one line naming the key.
-A float for an integer setting passes (Lightning's `val_check_interval=0.5` is a fraction); settings whose
-default is null, a string, a list or a mapping are not checked (their type is not known here).
+A float for an integer setting passes (Lightning's `val_check_interval=0.5` is a fraction). Not checked: settings
+whose default is null, a string, a list or a mapping (their type is not known here), an interpolation
+(`seed=${oc.env:SLURM_ARRAY_TASK_ID}`: its type is known when it resolves), and what bireco hands to a library
+as given (`trainer.*` for Lightning — `devices=auto`, `deterministic=warn` —, `logger.*` — `log_model=all`). The
+check is best effort: if the config cannot be composed here, the job runs and Hydra or bireco speaks later.
 """
 
 from __future__ import annotations
@@ -26,7 +29,11 @@ class OverrideTypeError(UserError, ValueError):
     """A command-line value of the wrong type for its setting."""
 
 
+PASSED_THROUGH = ("hydra.", "trainer.", "logger.")  # settings whose type the receiving library decides
+
+
 def _is_group(key: str) -> bool:
+    """Whether `key=` chooses a config group option (`model=tiny`, `hydra/launcher=slurm`), not a setting."""
     if "/" in key:
         return True
     return bool(GlobalHydra.instance().config_loader().get_group_options(key))
@@ -40,10 +47,11 @@ def _candidates(overrides: Sequence[str]) -> tuple[list[Override], list[str]]:
             o.type == OverrideType.CHANGE
             and o.value_type == ValueType.ELEMENT
             and o.package is None
-            and not o.key_or_group.startswith("hydra.")
+            and not o.key_or_group.startswith(PASSED_THROUGH)
             and not _is_group(o.key_or_group)
         )
-        if is_setting and isinstance(o.value(), (str, bool)):
+        value = o.value() if is_setting else None
+        if isinstance(value, (str, bool)) and not (isinstance(value, str) and "${" in o.input_line):
             checked.append(o)
         else:
             rest.append(text)
@@ -51,7 +59,10 @@ def _candidates(overrides: Sequence[str]) -> tuple[list[Override], list[str]]:
 
 
 def mismatch(default: Any, value: Any) -> str | None:
-    """What `value` must be to replace `default`, or None when it may."""
+    """What a command-line `value` must be to replace the config's `default`, or None when it may.
+
+    Returns:
+        e.g. "true or false", "a whole number (default 42)"; None for a null on either side."""
     if value is None or default is None:
         return None
     if isinstance(default, bool):
@@ -63,19 +74,28 @@ def mismatch(default: Any, value: Any) -> str | None:
     return None
 
 
-def check_override_types(config_name: str, overrides: Sequence[str]) -> None:
+def check_override_types(config_name: str, overrides: Sequence[str], hydra_overrides: Sequence[str] = ()) -> None:
     """Refuse, in one line naming every offending key, command-line values of the wrong type.
+
+    Args:
+        overrides: the job's own (`HydraConfig.overrides.task`).
+        hydra_overrides: Hydra's (`HydraConfig.overrides.hydra`): a `hydra.searchpath=` there can add the config
+            groups the job's overrides choose from.
 
     Needs Hydra initialised on bireco's configs (inside a `@hydra.main` app or `initialize_config_dir`)."""
     checked, rest = _candidates(overrides)
     if not checked:
         return
-    base: DictConfig = compose(config_name, overrides=rest)
+    searchpath = [o for o in hydra_overrides if o.startswith("hydra.searchpath")]
+    try:
+        base: DictConfig = compose(config_name, overrides=[*searchpath, *rest])
+    except Exception:  # best effort: what fails to compose here is Hydra's or the job's to say
+        return
     problems = []
     for o in checked:
         default = OmegaConf.select(base, o.key_or_group, default=None, throw_on_resolution_failure=False)
         need = mismatch(default, o.value())
         if need is not None:
-            problems.append(f"{o.key_or_group}={o.get_value_element_as_str()}: must be {need}")
+            problems.append(f"{o.input_line}: must be {need}")
     if problems:
         raise OverrideTypeError("; ".join(problems))

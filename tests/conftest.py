@@ -31,3 +31,20 @@ def bireco_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = tmp_path_factory.mktemp("bireco_cache")
     os.environ["BIRECO_CACHE"] = str(path)
     return str(path)
+
+
+@pytest.fixture
+def hydra_logging_restored():
+    """For a test that runs a console script in-process with Hydra's own logging (its job log is what the test
+    checks): the handlers Hydra adds write to this test's captured stderr, so later tests' logs would hit a closed
+    stream; put the logging configuration back as it was."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in root.handlers:
+        if h not in handlers:
+            h.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)

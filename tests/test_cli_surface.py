@@ -115,6 +115,7 @@ def test_an_unset_required_setting_is_one_line_naming_it(capsys: pytest.CaptureF
     exit_on_user_error(RuntimeError("a bug"), "bireco-x")  # anything else propagates: it returns, the caller raises
 
 
+@pytest.mark.usefixtures("hydra_logging_restored")
 def test_a_refused_command_leaves_no_run_folder(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:
@@ -129,6 +130,7 @@ def test_a_refused_command_leaves_no_run_folder(
     assert (tmp_path / "runs" / "eval").is_dir()  # only the invocation's own folder goes
 
 
+@pytest.mark.usefixtures("hydra_logging_restored")
 def test_a_refused_command_keeps_a_folder_that_holds_anything_else(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:

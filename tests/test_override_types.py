@@ -56,6 +56,28 @@ def test_only_wrongly_typed_settings_are_refused_and_all_are_named() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "override",
+    [
+        "trainer.devices=auto",  # Lightning's, not bireco's: its type is Lightning's to decide
+        "trainer.deterministic=warn",
+        "logger.wandb.log_model=all",
+        "seed=${oc.env:SLURM_ARRAY_TASK_ID,3}",  # an interpolation's type is known when it resolves
+        "stages.contrastive.max_steps=${stages.reconstruction.max_steps}",
+    ],
+)
+def test_values_whose_type_is_not_bireco_s_to_check_pass(override: str) -> None:
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        check_override_types("train", ["logger=wandb", override])
+
+
+def test_a_config_that_cannot_be_composed_here_is_left_to_the_job() -> None:
+    """An experiment from a `hydra.searchpath` folder that is gone: best effort, the check does not refuse."""
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        check_override_types("train", ["experiment=mine", "seed=abc"], ["hydra.searchpath=[file:///nowhere]"])
+
+
+@pytest.mark.usefixtures("hydra_logging_restored")
 def test_a_wrongly_typed_value_is_one_line_before_anything_runs(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:
@@ -66,9 +88,10 @@ def test_a_wrongly_typed_value_is_one_line_before_anything_runs(
         cli.train()
     assert info.value.code == 2
     assert capsys.readouterr().err == "bireco-train: error: seed=abc: must be a whole number (default 42)\n"
-    assert list(tmp_path.iterdir()) == []  # the run folder and its empty parents (runs/tiny/...) are gone
+    assert _left(tmp_path) == []  # the run folder is gone (its empty parents stay: who made them is unknown)
 
 
+@pytest.mark.usefixtures("hydra_logging_restored")
 def test_overwrite_no_is_refused_instead_of_replacing(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:
@@ -85,6 +108,7 @@ def test_overwrite_no_is_refused_instead_of_replacing(
     assert (tmp_path / "exported" / "mine.txt").read_text() == "keep"
 
 
+@pytest.mark.usefixtures("hydra_logging_restored")
 def test_a_sweep_job_with_a_wrongly_typed_value_is_recorded_as_failed(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -97,6 +121,7 @@ def test_a_sweep_job_with_a_wrongly_typed_value_is_recorded_as_failed(
     assert failed["error"] == "OverrideTypeError: seed=abc: must be a whole number (default 42)"
 
 
+@pytest.mark.usefixtures("hydra_logging_restored")
 def test_a_run_refused_for_its_data_leaves_nothing(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:
@@ -107,4 +132,21 @@ def test_a_run_refused_for_its_data_leaves_nothing(
         cli.train()
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and len(err) == 1 and err[0].startswith("bireco-train: error: "), err
-    assert list(tmp_path.iterdir()) == []
+    assert _left(tmp_path) == []
+
+
+@pytest.mark.usefixtures("hydra_logging_restored")
+def test_the_working_folder_is_never_removed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`hydra.run.dir=.` makes the working folder the run folder: it holds only this try's files, and stays."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(sys, "argv", ["bireco-train", "hydra.run.dir=.", "seed=abc"])
+    with pytest.raises(SystemExit):
+        cli.train()
+    assert work.is_dir() and (work / ".hydra").is_dir()
+
+
+def _left(root: Path) -> list[Path]:
+    """What a command left under `root`: files and Hydra records (empty folders aside)."""
+    return [p for p in root.rglob("*") if p.is_file() or p.name == ".hydra"]

@@ -102,11 +102,19 @@ def finished_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any], P
 def check_out_apart(out: Path, sources: Mapping[str, Path]) -> None:
     """Refuse an export folder that is, holds or sits inside what it is exported from: replacing it (overwrite=true)
     would delete the run's weights and records."""
-    target = out.resolve()
     for what, source in sources.items():
-        src = source.resolve()
-        if target == src or src.is_relative_to(target) or target.is_relative_to(src):
+        if _within(out, source) or _within(source, out):
             raise ExportError(f"out={out}: overlaps {what} ({source}); export to a folder outside it")
+
+
+def _within(path: Path, folder: Path) -> bool:
+    """`path` is `folder` or inside it: by resolved names, and by identity of the existing ancestors (a
+    case-insensitive file system or a bind mount names one folder two ways)."""
+    if path.resolve().is_relative_to(folder.resolve()):
+        return True
+    if not folder.exists():
+        return False
+    return any(p.exists() and os.path.samefile(p, folder) for p in (path, *path.resolve().parents))
 
 
 def export_run(
@@ -134,11 +142,15 @@ def export_run(
     from bireco.models.encoder import TextEncoder
     from bireco.utils.io import atomic_write_json, atomic_write_text
 
-    if not isinstance(overwrite, bool):  # `overwrite=no` on the command line is the string "no": truthy
+    if not isinstance(overwrite, bool):  # a library caller's "no" would be truthy (the CLI refuses it earlier)
         raise ExportError(f"overwrite={overwrite}: must be true or false")
     results, run_cfg, final = finished_run(run_dir)
     out = Path(out)
-    check_out_apart(out, {"the run": Path(run_dir), "its final artifact": final})
+    sources = {"the run": Path(run_dir), "its final artifact": final}
+    base = (read_artifact_meta(final) or {}).get("base")  # an adapter's base model, read for hf/base
+    if base and Path(base).is_dir():
+        sources["the adapter's base model"] = Path(base)
+    check_out_apart(out, sources)
     if out.exists() and not overwrite:
         raise ExportError(f"{out} exists; choose another out= or pass overwrite=true")
     ecfg = OmegaConf.to_container(eval_cfg, resolve=True) if isinstance(eval_cfg, DictConfig) else eval_cfg

@@ -63,7 +63,7 @@ def outside_training_time(trainer: L.Trainer) -> Iterator[None]:
     """Run a probe or monitor inside the training loop without its time counting as training's (tokens/s, MFU):
     the stage's `ComputeReport` clocks stop for the block. Nothing happens when the stage has none."""
     reports = [cb for cb in trainer.callbacks if isinstance(cb, ComputeReport)]
-    started = [r for r in reports if r._paused_at is None]  # an outer pause (validation) keeps its own clock
+    started = [r for r in reports if not r.paused]  # an outer pause (validation) keeps its own clock
     for r in started:
         r.pause()
     try:
@@ -110,7 +110,12 @@ class ComputeReport(L.Callback):
             self._sync()
             self._paused_at = time.perf_counter()
 
+    @property
+    def paused(self) -> bool:
+        return self._paused_at is not None
+
     def resume(self) -> None:
+        """Start the clock again; the paused time is left out of the window and the totals."""
         if self._paused_at is not None:
             self._sync()
             self._t0 += time.perf_counter() - self._paused_at

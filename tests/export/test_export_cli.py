@@ -48,6 +48,18 @@ def test_an_export_over_its_own_run_is_refused_and_the_run_kept(tmp_path: Path, 
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
+def test_an_export_over_the_adapters_base_model_is_refused(tmp_path: Path) -> None:
+    """hf/base is read from the adapter's local base: replacing that folder would delete the model."""
+    run = _finished_run(tmp_path / "run")
+    base = tmp_path / "cache" / "warmup"
+    base.mkdir(parents=True)
+    meta = run / "stages" / "1-contrastive" / "artifact" / "artifact.json"
+    meta.write_text(json.dumps({"kind": "adapter", "base": str(base)}))
+    with pytest.raises(ExportError, match="overlaps the adapter's base model"):
+        export_run(run, base, overwrite=True)
+    assert base.is_dir()
+
+
 def test_overwrite_must_be_a_boolean(tmp_path: Path) -> None:
     """`overwrite=no` arrives from the command line as the string "no", which was taken as permission."""
     with pytest.raises(ExportError, match="overwrite=no: must be true or false"):
