@@ -157,7 +157,11 @@ def train_job(cfg: DictConfig) -> float | None:
         )
         if not multirun:
             raise
-        log.exception("job failed (recorded in %s); the sweep goes on", out / FAILED_FILE)
+        line = user_error_line(e)
+        if line is None:
+            log.exception("job failed (recorded in %s); the sweep goes on", out / FAILED_FILE)
+        else:  # the user's to fix: the line, not a traceback
+            log.error("job refused: %s (recorded in %s); the sweep goes on", line, out / FAILED_FILE)
         return None
     finally:
         finish_wandb()  # one failed sweep job must not leave a dangling run that breaks the next

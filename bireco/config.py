@@ -100,6 +100,8 @@ def _check_stage(name: str, st: DictConfig) -> None:
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError on the first unknown or contradictory setting; reads the config only (nothing loaded)."""
     stages = _check_pipeline(cfg)
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):  # seed=null failed inside the sampler
+        raise ConfigError(f"seed={cfg.seed}: must be a whole number (it seeds data order, init and dropout)")
     check_model_settings(cfg.model)
     check_pooling(cfg.pooling.name)
     check_data_settings(cfg.data)

@@ -196,13 +196,15 @@ def run_encode(cfg: Any) -> Path:
         raise EncodeSettingError(f"kind must be 'query' or 'document', got {cfg.kind!r}")
     from omegaconf import OmegaConf
 
-    missing = [f"{k}=" for k in ("model_dir", "input", "output") if OmegaConf.is_missing(cfg, k)]
+    missing = [f"{k}=" for k in ("model_dir", "input", "output") if OmegaConf.is_missing(cfg, k) or cfg[k] is None]
     if missing:
         raise EncodeSettingError(
             f"{', '.join(missing)} required: bireco-encode model_dir=RUN input=IN.jsonl output=OUT.npy"
         )
     if not Path(cfg.input).is_file():  # before the model loads (minutes for a 7B one)
         raise InputFormatError(f"input={cfg.input}: no such file")
+    if Path(cfg.output).is_dir():  # was an IsADirectoryError once every row was encoded
+        raise EncodeSettingError(f"output={cfg.output}: is a folder; output= is the .npy file to write")
     eval_cfg = OmegaConf.to_container(cfg.eval, resolve=True) if cfg.get("eval") else None
     resolved = resolve(cfg.model_dir, eval_cfg)
     separator = cfg.instruction_separator or (eval_cfg or {}).get("instruction_separator") or ": "

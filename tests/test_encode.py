@@ -95,8 +95,10 @@ def test_a_bad_row_names_file_line_and_field(encoder, tmp_path: Path, line: str,
             "model_dir={tmp}: not a bireco-export folder",
         ),
         (["model_dir={tmp}", "input={tmp}/in.jsonl", "output={tmp}/o.npy", "kind=doc"], "kind must be 'query' or"),
+        (["model_dir=null", "input={tmp}/in.jsonl", "output={tmp}/o.npy"], "model_dir= required"),
+        (["model_dir={tmp}", "input={tmp}/in.jsonl", "output={tmp}"], "output={tmp}: is a folder; output= is the"),
     ],
-    ids=["nothing-named", "no-output", "no-input-file", "not-a-model", "bad-kind"],
+    ids=["nothing-named", "no-output", "no-input-file", "not-a-model", "bad-kind", "null-model", "output-folder"],
 )
 def test_a_user_error_is_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path, args: list[str], line: str

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import initialize_config_dir
+from hydra import compose, initialize_config_dir
 
 import bireco.cli as cli
 from bireco.conf import CONF_DIR
@@ -110,7 +110,7 @@ def test_overwrite_no_is_refused_instead_of_replacing(
 
 @pytest.mark.usefixtures("hydra_logging_restored")
 def test_a_sweep_job_with_a_wrongly_typed_value_is_recorded_as_failed(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """In a sweep the job is refused like any failing job (failed.json) and the sweep goes on."""
     monkeypatch.setattr(
@@ -119,6 +119,10 @@ def test_a_sweep_job_with_a_wrongly_typed_value_is_recorded_as_failed(
     cli.train()
     failed = json.loads((tmp_path / "job" / "failed.json").read_text())
     assert failed["error"] == "OverrideTypeError: seed=abc: must be a whole number (default 42)"
+    # the log says it in one line (Hydra's console log): a traceback for the user's typo read like a crash
+    out = capsys.readouterr()
+    assert "[ERROR] - job refused: seed=abc: must be a whole number (default 42) (recorded in" in out.out
+    assert "Traceback" not in out.out + out.err
 
 
 @pytest.mark.usefixtures("hydra_logging_restored")
@@ -150,3 +154,14 @@ def test_the_working_folder_is_never_removed(monkeypatch: pytest.MonkeyPatch, tm
 def _left(root: Path) -> list[Path]:
     """What a command left under `root`: files and Hydra records (empty folders aside)."""
     return [p for p in root.rglob("*") if p.is_file() or p.name == ".hydra"]
+
+
+def test_a_null_seed_is_refused_before_training() -> None:
+    """`seed=null` passes the type check (null turns settings off) and failed inside the sampler, mid-stage."""
+    from bireco.config import validate_config
+    from bireco.errors import ConfigError
+
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["seed=null"])
+    with pytest.raises(ConfigError, match=r"^seed=None: must be a whole number"):
+        validate_config(cfg)

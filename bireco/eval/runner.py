@@ -196,7 +196,8 @@ def _prepared_heldout(run: Run) -> Path:
 
 def eval_dims(ecfg: DictConfig) -> list[int]:
     """`eval.dims`: the Matryoshka widths to score again, whole numbers (checked before anything is evaluated)."""
-    dims = list(ecfg.get("dims") or [])
+    raw = ecfg.get("dims")
+    dims = [raw] if isinstance(raw, int) else list(raw or [])  # eval.dims=64: one width
     bad = [d for d in dims if isinstance(d, bool) or not isinstance(d, int)]
     if bad:
         raise ConfigError(f"eval.dims: {', '.join(map(repr, bad))} not a whole number of dimensions, in {dims}")
@@ -205,6 +206,12 @@ def eval_dims(ecfg: DictConfig) -> list[int]:
 
 def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     out = Path(out_dir)
+    for key in ("batch_size", "max_tokens"):  # before the model loads (was a DataLoader traceback after it)
+        value = cfg.get(key)
+        if (value is not None or key == "batch_size") and (not isinstance(value, int) or value < 1):
+            raise ConfigError(
+                f"{key}={value}: must be a whole number >= 1" + (" (or null)" if key != "batch_size" else "")
+            )
     em = resolve_model(cfg)
     run_root = None
     if cfg.run_dir and cfg.eval.kind == "local" and not cfg.eval.data_root:

@@ -150,12 +150,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ReconstructError('give either text="..." or input=pairs.jsonl output=out.jsonl')
     if cfg.input is not None and cfg.output is None:
         raise ReconstructError("input= needs output=out.jsonl")
+    if cfg.output is not None and Path(cfg.output).is_dir():  # was an IsADirectoryError after decoding every row
+        raise ReconstructError(f"output={cfg.output}: is a folder; output= is the .jsonl file to write")
     if not cfg.run_dir:
         raise ReconstructError("run_dir= is required (a bireco-train output folder)")
     weights = resolve_stage(cfg.run_dir, cfg.stage_name)
     run_cfg = OmegaConf.create(Run(cfg.run_dir).config())
     lookup = instruction_lookup(run_cfg, cfg.instruction)
-    decode = DecodeConfig(**OmegaConf.to_container(cfg.decode, resolve=True))
+    try:
+        decode = DecodeConfig(**OmegaConf.to_container(cfg.decode, resolve=True))
+    except ValueError as e:  # its own message names the setting
+        raise ReconstructError(f"decode.{e}") from None
     target_segments = stage_i_targets(run_cfg)
     pairs = None
     if cfg.input is not None:  # read (and refused) before the model loads

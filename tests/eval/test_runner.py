@@ -275,6 +275,10 @@ def test_bireco_eval_on_a_trained_run(tmp_path: Path, bireco_cache: str) -> None
         ):
             with pytest.raises(ConfigError, match=line):
                 run_eval(compose_eval([f"run_dir={run}", f"eval.dims={dims}"]), tmp_path / "dims")
+    # was a DataLoader traceback once the model had loaded
+    for setting in ("batch_size=0", "batch_size=null", "max_tokens=-5"):
+        with pytest.raises(ConfigError, match=rf"^{setting.replace('null', 'None')}: must be a whole number >= 1"):
+            run_eval(compose_eval([f"run_dir={run}", setting]), tmp_path / "bs")
 
 
 @pytest.mark.integration

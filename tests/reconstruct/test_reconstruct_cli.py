@@ -94,6 +94,27 @@ def test_empty_input_is_an_error_and_writes_nothing(run_dir: Path, tmp_path: Pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.jsonl"]
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["text=hi", "decode.max_new_tokens=0"], r"^decode\.max_new_tokens must be >= 1, got 0$"),
+        (["text=hi", "decode.temperature=-1"], r"^decode\.temperature must be > 0, got -1"),
+        (["input=x.jsonl", "output={tmp}"], r"^output=.*: is a folder; output= is the \.jsonl file to write$"),
+    ],
+    ids=["no-tokens", "temperature", "output-folder"],
+)
+def test_impossible_settings_are_refused_before_decoding(
+    run_dir: Path, tmp_path: Path, monkeypatch, args: list[str], message: str
+) -> None:
+    """Were a ValueError traceback (max_new_tokens, and transformers' for temperature) or an IsADirectoryError
+    after every row was decoded."""
+    import bireco.reconstruct.cli as rcli
+
+    monkeypatch.setattr(rcli, "load_reconstructor", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(ReconstructError, match=message):
+        run(_cfg([f"run_dir={run_dir}", *(a.format(tmp=tmp_path) for a in args)]))
+
+
 def test_a_missing_input_is_named_before_the_model_loads(run_dir: Path, tmp_path: Path, monkeypatch) -> None:
     """It was a bare `[Errno 2] ... 'nosuch.jsonl'`, after the model had loaded."""
     import bireco.reconstruct.cli as rcli
