@@ -21,7 +21,7 @@ from bireco.config import validate_config
 from bireco.data.formats import iter_rows, list_row_files
 from bireco.data.prepare import PreparedData, prepare_data
 from bireco.distributed import full_state_dict, is_global_zero, launched_as_many_processes
-from bireco.errors import UserError
+from bireco.errors import ConfigError, UserError
 from bireco.factory import build_trainer_and_module
 from bireco.lit.anchor_gain import AnchorGainMonitor
 from bireco.lit.compute import ComputeReport
@@ -250,6 +250,38 @@ def ensure_tiny_base(cfg: DictConfig, data: PreparedData) -> Path:
         return Path(rec["artifact"])
 
 
+def embedding_width(cfg: DictConfig, init_from: str | Path) -> int | None:
+    """The base model's hidden size (the embedding's width), from its config alone; None if it cannot be read
+    here (the first stage then says why the model does not load)."""
+    if cfg.model.tiny is not None:
+        return int(cfg.model.tiny.hidden_size)
+    from transformers import AutoConfig
+
+    try:
+        return int(AutoConfig.from_pretrained(str(init_from), revision=cfg.model.get("revision")).hidden_size)
+    except Exception:  # the hub, a missing folder: the stage's own load reports it with the hub's reason
+        return None
+
+
+def check_embedding_widths(cfg: DictConfig, init_from: str | Path) -> None:
+    """Matryoshka widths wider than the embedding are refused before the first stage: the loss and the
+    evaluation found them only after Stage I (hours on a real model) or after training."""
+    wanted = {
+        f"stages.{n}.loss.matryoshka_dims": OmegaConf.select(cfg, f"stages.{n}.loss.matryoshka_dims")
+        for n in cfg.pipeline.stages
+    }
+    if cfg.eval.kind != "none":
+        wanted["eval.dims"] = cfg.eval.get("dims")
+    wanted = {k: [v] if isinstance(v, int) else list(v) for k, v in wanted.items() if v}
+    numbers = {k: [d for d in v if isinstance(d, int)] for k, v in wanted.items()}
+    if not any(numbers.values()):
+        return
+    width = embedding_width(cfg, init_from)
+    for key, dims in numbers.items():
+        if width is not None and dims and max(dims) > width:
+            raise ConfigError(f"{key}={wanted[key]}: the embedding has {width} dimensions")
+
+
 def run_pipeline(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Run every stage of `cfg.pipeline.stages` into `run_dir`; write and return `results.json`."""
     validate_config(cfg)
@@ -260,6 +292,7 @@ def run_pipeline(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     data = prepare_data(cfg)
     init_from = ensure_tiny_base(cfg, data) if cfg.model.tiny is not None else cfg.model.pretrained
+    check_embedding_widths(cfg, init_from)
     base = init_from
     run_name = cfg.get("run_name") or f"{cfg.model.name}-{cfg.pipeline.name}"
     records = []
