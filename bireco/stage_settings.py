@@ -96,6 +96,10 @@ def check_optimizer(name: str, stage: DictConfig) -> None:
 
     if not isinstance(stage.get("optimizer"), DictConfig):
         raise ConfigError(f"stages.{name}.optimizer must name an optimizer (_target_: ..., _partial_: true)")
+    lr = stage.optimizer.get("lr")
+    if "lr" in stage.optimizer and (isinstance(lr, bool) or not isinstance(lr, (int, float))):
+        # torch's own check reads "'<=' not supported between instances of 'float' and 'NoneType'"
+        raise ConfigError(f"stages.{name}.optimizer.lr={lr}: must be a number (the peak learning rate)")
     try:
         opt = instantiate(stage.optimizer)([torch.nn.Parameter(torch.zeros(1))])
         if stage.get("scheduler") is not None:

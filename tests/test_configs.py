@@ -308,6 +308,14 @@ BAD_CONFIGS = {
         "stages.reconstruction.optimizer / scheduler: scheduler.warmup_steps=300 >= scheduler.schedule_steps=100: "
         "the learning rate would be 0 from step 300 on; make the schedule longer than its warm-up",
     ),
+    "null_learning_rate": (  # was torch's "'<=' not supported between instances of 'float' and 'NoneType'"
+        ["stages.reconstruction.optimizer.lr=null"],
+        "stages.reconstruction.optimizer.lr=None: must be a number (the peak learning rate)",
+    ),
+    "null_seed": (  # failed inside the sampler, mid-stage
+        ["seed=null"],
+        "seed=None: must be a whole number (it seeds data order, init and dropout)",
+    ),
     "mteb_probe_without_schedule": (
         ["probe.mteb_data_root=/data"],
         "probe.mteb_data_root='/data' and probe.mteb_every_n_steps=0: set both to run the in-training mteb probe, "

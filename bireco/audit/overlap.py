@@ -42,10 +42,17 @@ class OverlapSettings:
     seed: int = 1
 
     def __post_init__(self) -> None:
-        if self.shingle_words < 1 or self.lsh_bands < 2 or self.lsh_rows < 1:
-            raise OverlapSettingError(
-                f"audit.shingle_words >= 1, audit.lsh_bands >= 2, audit.lsh_rows >= 1 required, got {self}"
+        low = [
+            f"audit.{k}={v} (at least {m})"
+            for k, v, m in (
+                ("shingle_words", self.shingle_words, 1),
+                ("lsh_bands", self.lsh_bands, 2),
+                ("lsh_rows", self.lsh_rows, 1),
             )
+            if v < m
+        ]
+        if low:
+            raise OverlapSettingError(", ".join(low))
         if self.lsh_bands * self.lsh_rows > self.num_perm:
             raise OverlapSettingError(
                 f"audit.lsh_bands x audit.lsh_rows = {self.lsh_bands * self.lsh_rows} exceeds "

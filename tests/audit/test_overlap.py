@@ -68,6 +68,7 @@ def test_the_banding_misses_a_threshold_pair_almost_never() -> None:
     [
         ({"jaccard_threshold": 5.0}, "audit.jaccard_threshold must be in (0, 1], got 5.0"),
         ({"lsh_bands": 33}, "audit.lsh_bands x audit.lsh_rows = 132 exceeds audit.num_perm=128"),
+        ({"lsh_bands": 0, "lsh_rows": 0}, "audit.lsh_bands=0 (at least 2), audit.lsh_rows=0 (at least 1)"),
     ],
 )
 def test_impossible_settings_are_a_user_error_naming_the_key(settings: dict, line: str) -> None:
