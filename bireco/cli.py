@@ -26,7 +26,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from bireco.conf import CONF_DIR
-from bireco.console import console_environment, exit_on_user_error, user_error_line
+from bireco.console import console_environment, exit_on_user_error, fail, user_error_line
 from bireco.override_types import check_override_types
 from bireco.runs import CONFIG_FILE, FAILED_FILE
 
@@ -63,10 +63,34 @@ def hydra_app(config_name: str, job: Callable[[DictConfig], Any], program: str) 
         _invoked_at = time.time()  # before Hydra writes the run folder
         console_environment()
         register()
+        check_composes(config_name, program, sys.argv[1:])
         return _main()
 
     entry.__doc__ = f"`{program}` (conf/{config_name}.yaml)."
     return entry
+
+
+def check_composes(config_name: str, program: str, args: list[str]) -> None:
+    """A command line that does not compose (an unknown key or group option, `seed=1,2` without `-m`) ends in one
+    line, exit 2, before Hydra writes anything — Hydra's own report is several lines with exit 1. Only plain
+    `key=value` command lines are checked (flags such as `-m`, `--help`, `--cfg` are Hydra's to handle)."""
+    if not args or any(a.startswith("-") for a in args):
+        return
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    from bireco.sweep_plan import one_line
+
+    try:
+        with initialize_config_dir(CONF_DIR, version_base="1.3"):
+            compose(config_name, overrides=args)
+    except HydraException as e:
+        line = one_line(str(e))
+        if config_name == "encode" and any(a.startswith("model=") for a in args):
+            line += "; bireco-encode names its model folder with model_dir=DIR"  # Hydra's hint (+model=) misleads
+        fail(program, line)
+    except Exception:  # anything else is for Hydra's run (and its report) to meet
+        return
 
 
 def discard_untouched_run_folder() -> None:

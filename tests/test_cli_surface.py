@@ -140,3 +140,40 @@ def test_a_refused_command_keeps_a_folder_that_holds_anything_else(
         cli.evaluate()
     capsys.readouterr()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "cli.log", "notes.txt"]
+
+
+@pytest.mark.parametrize(
+    ("program", "args", "line"),
+    [
+        (
+            "train",
+            ["modle=tiny"],
+            "bireco-train: error: Could not override 'modle'. To append to your config use +modle",
+        ),
+        ("train", ["pipeline=bireko"], "bireco-train: error: In 'train': Could not find 'pipeline/bireko'; Available"),
+        ("train", ["seed=1,2"], "bireco-train: error: Ambiguous value for argument 'seed=1,2'"),
+        ("evaluate", ["eval=locl"], "bireco-eval: error: In 'eval': Could not find 'eval/locl'; Available options"),
+        ("encode", ["model=EXP"], "bireco-encode: error: Could not override 'model'."),
+    ],
+)
+def test_a_command_line_that_does_not_compose_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path, program: str, args, line: str
+) -> None:
+    """Hydra's own report was several lines (and a HYDRA_FULL_ERROR hint) with exit 1; nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["bireco", *args])
+    with pytest.raises(SystemExit) as info:
+        getattr(cli, program)()
+    err = capsys.readouterr().err.splitlines()
+    assert info.value.code == 2 and len(err) == 1 and err[0].startswith(line), err
+    assert list(tmp_path.iterdir()) == []
+    if program == "encode":
+        assert err[0].endswith("bireco-encode names its model folder with model_dir=DIR")
+
+
+def test_flags_are_left_to_hydra(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """`--help` (and -m, --cfg ...) are Hydra's: the pre-check composes plain key=value command lines only."""
+    monkeypatch.setattr(sys, "argv", ["bireco-train", "--help"])
+    with pytest.raises(SystemExit) as info:
+        cli.train()
+    assert info.value.code == 0 and "bireco-train is powered by Hydra" in capsys.readouterr().out
