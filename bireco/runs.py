@@ -56,7 +56,13 @@ class RunError(ValueError):
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+    """A record of a run folder, None when absent; one that is not JSON is a `RunError` naming the file."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise RunError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
 
 
 def read_artifact_meta(path: str | Path) -> dict[str, Any] | None:

@@ -506,3 +506,27 @@ def test_main_refuses_folders_without_any_run(
     with caplog.at_level(logging.WARNING):
         main([str(empty), str(_one_run(tmp_path)), "--out", str(tmp_path / "tbl")])
     assert f"{empty}: no run directory found" in caplog.text and (tmp_path / "tbl" / "table.md").is_file()
+
+
+def test_a_record_that_is_not_json_is_a_row_naming_it(tmp_path: Path) -> None:
+    """A truncated results.json: the table goes on, its row says which file and where (was a bare
+    JSONDecodeError message without the file)."""
+    run = _run(tmp_path / "r", "tiny", "bireco", ["contrastive"])
+    (run / "results.json").write_text('{"model": "tiny", ')
+    main([str(tmp_path), "--out", str(tmp_path / "out")])
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert f"{run / 'results.json'}: not valid JSON (Expecting property name" in table
+
+
+def test_a_bug_keeps_its_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only what the user gave is one line: any other ValueError was shown as one, hiding the bug."""
+    import bireco.results.cli as results_cli
+
+    _run(tmp_path / "r", "tiny", "bireco", ["contrastive"])
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(results_cli, "build_rows", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        main([str(tmp_path), "--out", str(tmp_path / "out")])

@@ -18,9 +18,10 @@ from bireco.console import fail
 from bireco.results import plots
 from bireco.results.compare import collect, machine, render
 from bireco.results.reconstruction import reconstruction_scores, reconstruction_table
-from bireco.results.records import collect_runs, find_run_dirs, select_runs
+from bireco.results.records import TableInputError, collect_runs, find_run_dirs, select_runs
 from bireco.results.render import render_csv, render_latex, render_markdown
 from bireco.results.table import DEFAULT_PAPER_TABLE, build_rows, load_paper_table
+from bireco.runs import RunError
 from bireco.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def write_table(
     if all(Path(p).exists() for p in paths) and not any(find_run_dirs(Path(p)) for p in paths):
         # an absent path is collect_runs' error; one empty folder among others is its warning
         where = ", ".join(map(str, paths))
-        raise ValueError(f"no run directory under {where} (looked for run folders up to 3 levels down)")
+        raise TableInputError(f"no run directory under {where} (looked for run folders up to 3 levels down)")
     paper = load_paper_table(paper_table)
     runs = select_runs(collect_runs(paths, expect, eval_subdir))
     rows = build_rows(runs, paper)
@@ -89,7 +90,7 @@ def table_main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         md = write_table(args.runs, args.out, args.expect, args.title, paper_table, args.eval_subdir)
-    except (FileNotFoundError, ValueError) as e:
+    except (TableInputError, RunError) as e:  # anything else is a bug and keeps its traceback
         fail("bireco-table", str(e))
     if args.wandb_project:
         log_table_to_wandb(Path(args.out), args.wandb_project, args.wandb_group or Path(args.out).name)

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import yaml
 
+from bireco.errors import UserError
 from bireco.runs import CONFIG_FILE, FAILED_FILE, RESULTS_FILE, SUMMARY_FILE, Run, find_runs
+
+
+class TableInputError(UserError, ValueError):
+    """What `bireco-table` was given cannot make a table (an absent folder, a bad --expect or paper table)."""
+
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +107,7 @@ def collect_runs(
     dirs: dict[Path, None] = {}
     for p in paths:
         if not Path(p).exists():
-            raise FileNotFoundError(f"{p}: no such run or sweep directory")
+            raise TableInputError(f"{p}: no such run or sweep directory")
         found = find_run_dirs(Path(p))
         if not found:
             log.warning("%s: no run directory found (looked for run folders up to 3 levels down)", p)
@@ -111,7 +117,7 @@ def collect_runs(
     for spec in expect:
         model, sep, pipeline = spec.partition(":")
         if not sep or not model or not pipeline:
-            raise ValueError(f"--expect takes MODEL:PIPELINE, got '{spec}'")
+            raise TableInputError(f"--expect takes MODEL:PIPELINE, got '{spec}'")
         if (model, pipeline) not in have:
             runs.append(RunRecord(model, pipeline, "missing", "no run directory"))
     return runs

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bireco.results.records import COLUMNS, RunRecord, Scores, select_runs
+from bireco.results.records import COLUMNS, RunRecord, Scores, TableInputError, select_runs
 from bireco.results.stats import PairedDelta, paired_bootstrap, spread
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def load_paper_table(path: str | Path = DEFAULT_PAPER_TABLE) -> dict[tuple[str, 
     """The paper's reported numbers by (model, pipeline); blank cells are None (not reported).
 
     An absent file is a table without paper rows (a warning). A file that is not such a CSV (a column of
-    `PAPER_COLUMNS` missing, a cell that is not a number, not UTF-8 text) raises ValueError naming the file."""
+    `PAPER_COLUMNS` missing, a cell that is not a number, not UTF-8 text) raises `TableInputError` naming the file."""
     path = Path(path)
     if not path.is_file():
         log.warning("%s not found: the table has no paper rows", path)
@@ -56,18 +56,18 @@ def load_paper_table(path: str | Path = DEFAULT_PAPER_TABLE) -> dict[tuple[str, 
         with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
             reader = csv.DictReader(f)
             if reader.fieldnames is None:
-                raise ValueError(f"{path}: not the paper table's CSV: the file is empty")
+                raise TableInputError(f"{path}: not the paper table's CSV: the file is empty")
             missing = [c for c in PAPER_COLUMNS if c not in reader.fieldnames]
             if missing == PAPER_COLUMNS:
-                raise ValueError(f"{path}: not the paper table's CSV: no header {','.join(PAPER_COLUMNS)}")
+                raise TableInputError(f"{path}: not the paper table's CSV: no header {','.join(PAPER_COLUMNS)}")
             if missing:
-                raise ValueError(f"{path}: not the paper table's CSV: the header lacks {', '.join(missing)}")
+                raise TableInputError(f"{path}: not the paper table's CSV: the header lacks {', '.join(missing)}")
             for r in reader:
                 table[(r["model"], r["pipeline"])] = {c: _paper_cell(path, reader.line_num, c, r[c]) for c in COLUMNS}
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not the paper table's CSV: not UTF-8 text (byte {e.start})") from None
+        raise TableInputError(f"{path}: not the paper table's CSV: not UTF-8 text (byte {e.start})") from None
     except csv.Error as e:
-        raise ValueError(f"{path}: not the paper table's CSV: {e}") from None
+        raise TableInputError(f"{path}: not the paper table's CSV: {e}") from None
     return table
 
 
@@ -78,7 +78,7 @@ def _paper_cell(path: Path, line: int, column: str, cell: str | None) -> float |
     try:
         return float(cell)
     except ValueError:
-        raise ValueError(f"{path}, line {line}: {column} is '{cell}', not a number") from None
+        raise TableInputError(f"{path}, line {line}: {column} is '{cell}', not a number") from None
 
 
 def _diff(a: Scores, b: Scores) -> Scores:
