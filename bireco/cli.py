@@ -26,7 +26,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from bireco.conf import CONF_DIR
-from bireco.console import console_environment, exit_on_user_error, fail, user_error_line
+from bireco.console import console_environment, exit_on_user_error, fail, one_line, user_error_line
 from bireco.override_types import check_override_types
 from bireco.runs import CONFIG_FILE, FAILED_FILE
 
@@ -36,9 +36,12 @@ log = logging.getLogger("bireco")
 _invoked_at = float("inf")  # when this process's console entry point began (unset: nothing is ever discarded)
 
 
-def hydra_app(config_name: str, job: Callable[[DictConfig], Any], program: str) -> Callable[[], Any]:
+def hydra_app(
+    config_name: str, job: Callable[[DictConfig], Any], program: str, hints: dict[str, str] | None = None
+) -> Callable[[], Any]:
     """A console entry point for `conf/<config_name>.yaml` that runs `job(cfg)`; a user error raised by the job
-    is one line naming `program` (exit 2), anything else keeps its traceback."""
+    is one line naming `program` (exit 2), anything else keeps its traceback. `hints`: key -> what to add to the
+    line when a command line naming that key does not compose (where Hydra's own suggestion misleads)."""
 
     @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
     def _main(cfg: DictConfig) -> Any:
@@ -63,14 +66,14 @@ def hydra_app(config_name: str, job: Callable[[DictConfig], Any], program: str) 
         _invoked_at = time.time()  # before Hydra writes the run folder
         console_environment()
         register()
-        check_composes(config_name, program, sys.argv[1:])
+        check_composes(config_name, program, sys.argv[1:], hints or {})
         return _main()
 
     entry.__doc__ = f"`{program}` (conf/{config_name}.yaml)."
     return entry
 
 
-def check_composes(config_name: str, program: str, args: list[str]) -> None:
+def check_composes(config_name: str, program: str, args: list[str], hints: dict[str, str]) -> None:
     """A command line that does not compose (an unknown key or group option, `seed=1,2` without `-m`) ends in one
     line, exit 2, before Hydra writes anything — Hydra's own report is several lines with exit 1. Only plain
     `key=value` command lines are checked (flags such as `-m`, `--help`, `--cfg` are Hydra's to handle)."""
@@ -79,16 +82,12 @@ def check_composes(config_name: str, program: str, args: list[str]) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
-    from bireco.sweep_plan import one_line
-
     try:
         with initialize_config_dir(CONF_DIR, version_base="1.3"):
             compose(config_name, overrides=args)
     except HydraException as e:
-        line = one_line(str(e))
-        if config_name == "encode" and any(a.startswith("model=") for a in args):
-            line += "; bireco-encode names its model folder with model_dir=DIR"  # Hydra's hint (+model=) misleads
-        fail(program, line)
+        named = {a.lstrip("+~").partition("=")[0] for a in args}
+        fail(program, "; ".join([one_line(str(e)), *(hint for key, hint in hints.items() if key in named)]))
     except Exception:  # anything else is for Hydra's run (and its report) to meet
         return
 
@@ -259,7 +258,10 @@ def audit_job(cfg: DictConfig) -> None:
 
 
 export = hydra_app("export", export_job, "bireco-export")
-encode = hydra_app("encode", encode_job, "bireco-encode")
+# Hydra answers `model=DIR` with "use +model=DIR": the folder to encode with is `model_dir=`
+encode = hydra_app(
+    "encode", encode_job, "bireco-encode", {"model": "bireco-encode names its model folder with model_dir=DIR"}
+)
 audit = hydra_app("audit", audit_job, "bireco-audit")
 
 

@@ -97,6 +97,16 @@ def _check_stage(name: str, st: DictConfig) -> None:
     check_optimizer(name, st)
 
 
+def eval_dims(ecfg: DictConfig) -> list[int]:
+    """`eval.dims`: the Matryoshka widths to score again, whole numbers (checked before anything is evaluated)."""
+    raw = ecfg.get("dims")
+    dims = [raw] if isinstance(raw, int) else list(raw or [])  # eval.dims=64: one width
+    bad = [d for d in dims if isinstance(d, bool) or not isinstance(d, int)]
+    if bad:
+        raise ConfigError(f"eval.dims: {', '.join(map(repr, bad))} not a whole number of dimensions, in {dims}")
+    return dims
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError on the first unknown or contradictory setting; reads the config only (nothing loaded)."""
     stages = _check_pipeline(cfg)

@@ -42,3 +42,15 @@ def fail(program: str, message: str) -> NoReturn:
     """End `program` with a user error: `PROGRAM: error: MESSAGE` on stderr, exit status 2 (as argparse does)."""
     print(f"{program}: error: {message}", file=sys.stderr)
     raise SystemExit(2) from None
+
+
+def one_line(message: str) -> str:
+    """Hydra's multi-line message as one line: a heading's list joined by commas, the search path dropped."""
+    lines = [line.strip() for line in message.split("Config search path:")[0].splitlines() if line.strip()]
+    out, listing = lines[0] if lines else "", False
+    for line in lines[1:]:
+        if out.endswith(":"):
+            out, listing = f"{out} {line}", True
+        else:
+            out += (", " if listing else " " if out.endswith(".") else "; ") + line
+    return out

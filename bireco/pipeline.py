@@ -17,7 +17,7 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from bireco.config import validate_config
+from bireco.config import eval_dims, validate_config
 from bireco.data.formats import iter_rows, list_row_files
 from bireco.data.prepare import PreparedData, prepare_data
 from bireco.distributed import full_state_dict, is_global_zero, launched_as_many_processes
@@ -266,20 +266,17 @@ def embedding_width(cfg: DictConfig, init_from: str | Path) -> int | None:
 def check_embedding_widths(cfg: DictConfig, init_from: str | Path) -> None:
     """Matryoshka widths wider than the embedding are refused before the first stage: the loss and the
     evaluation found them only after Stage I (hours on a real model) or after training."""
-    wanted = {
-        f"stages.{n}.loss.matryoshka_dims": OmegaConf.select(cfg, f"stages.{n}.loss.matryoshka_dims")
+    wanted = {  # the loss's lists are validated already (ascending whole numbers): the last is the widest
+        f"stages.{n}.loss.matryoshka_dims": list(OmegaConf.select(cfg, f"stages.{n}.loss.matryoshka_dims") or [])
         for n in cfg.pipeline.stages
     }
     if cfg.eval.kind != "none":
-        wanted["eval.dims"] = cfg.eval.get("dims")
-    wanted = {k: [v] if isinstance(v, int) else list(v) for k, v in wanted.items() if v}
-    numbers = {k: [d for d in v if isinstance(d, int)] for k, v in wanted.items()}
-    if not any(numbers.values()):
-        return
-    width = embedding_width(cfg, init_from)
-    for key, dims in numbers.items():
-        if width is not None and dims and max(dims) > width:
-            raise ConfigError(f"{key}={wanted[key]}: the embedding has {width} dimensions")
+        wanted["eval.dims"] = eval_dims(cfg.eval)
+    wanted = {k: v for k, v in wanted.items() if v}
+    width = embedding_width(cfg, init_from) if wanted else None
+    for key, dims in wanted.items():
+        if width is not None and max(dims) > width:
+            raise ConfigError(f"{key}={dims}: the embedding has {width} dimensions")
 
 
 def run_pipeline(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bireco.conf import CONF_DIR
 from bireco.config import validate_config
-from bireco.console import exit_on_user_error, fail
+from bireco.console import exit_on_user_error, fail, one_line
 from bireco.errors import UserError
 from bireco.override_types import check_override_types
 
@@ -117,18 +117,6 @@ def plan(overrides: list[str], models: list[str] | None = None) -> list[dict[str
                 validate_config(job)
                 jobs.append(describe(job))
     return jobs
-
-
-def one_line(message: str) -> str:
-    """Hydra's multi-line message as one line: a heading's list joined by commas, the search path dropped."""
-    lines = [line.strip() for line in message.split("Config search path:")[0].splitlines() if line.strip()]
-    out, listing = lines[0] if lines else "", False
-    for line in lines[1:]:
-        if out.endswith(":"):
-            out, listing = f"{out} {line}", True
-        else:
-            out += (", " if listing else " " if out.endswith(".") else "; ") + line
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:

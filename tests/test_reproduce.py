@@ -114,3 +114,18 @@ def test_two_job_sweep_end_to_end_into_the_table(tmp_path: Path, bireco_cache: s
     assert "baseline" in md and "bireco" in md and "Δ" in md
     assert (out / "table.tex").is_file() and (out / "table.csv").is_file()
     assert (out / "plots" / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.integration
+def test_a_single_run_refused_after_a_stage_ran_keeps_its_record(tmp_path: Path, bireco_cache: str) -> None:
+    """A user error after training (here: the evaluation finds no task folders) is one line, and the run keeps its
+    folder and failed.json: only a try refused before any stage leaves nothing behind."""
+    (tmp_path / "empty").mkdir()
+    run = tmp_path / "run"
+    args = ["pipeline=baseline", "eval=local", f"eval.data_root={tmp_path / 'empty'}", f"hydra.run.dir={run}"]
+    proc = _train([*args, *FAST], bireco_cache)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "bireco-train: error: eval.data_root=" in proc.stderr and "Traceback" not in proc.stderr
+    assert (run / "stages").is_dir() and "no task folders found" in json.loads((run / "failed.json").read_text())[
+        "error"
+    ]

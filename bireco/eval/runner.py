@@ -19,6 +19,7 @@ import mteb
 from mteb.cache import ResultCache
 from omegaconf import DictConfig, OmegaConf
 
+from bireco.config import eval_dims
 from bireco.errors import ConfigError, HubUnreachable, hub_access
 from bireco.eval.contamination import contamination_by_task
 from bireco.eval.local_tasks import discover_tasks, task_category
@@ -192,16 +193,6 @@ def _prepared_heldout(run: Run) -> Path:
     from bireco.data.prepare import prepare_data
 
     return prepare_data(OmegaConf.create(run.config())).probe_dir.parent
-
-
-def eval_dims(ecfg: DictConfig) -> list[int]:
-    """`eval.dims`: the Matryoshka widths to score again, whole numbers (checked before anything is evaluated)."""
-    raw = ecfg.get("dims")
-    dims = [raw] if isinstance(raw, int) else list(raw or [])  # eval.dims=64: one width
-    bad = [d for d in dims if isinstance(d, bool) or not isinstance(d, int)]
-    if bad:
-        raise ConfigError(f"eval.dims: {', '.join(map(repr, bad))} not a whole number of dimensions, in {dims}")
-    return dims
 
 
 def run_eval(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
