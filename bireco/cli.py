@@ -223,7 +223,15 @@ def eval_job(cfg: DictConfig) -> float | None:
     log.info("average over %d tasks: %s", len(summary["tasks"]), "—" if average is None else f"{average:.2f}")
     for category, score in summary["categories"].items():
         log.info("  %-20s %.2f", category, score)
+    out = Path(hc.runtime.output_dir)
+    log.info("summary: %s", out / "summary.json")
+    if cfg.run_dir and not _same_folder(out, Path(cfg.run_dir) / "eval"):
+        log.info("bireco-table %s reads %s/eval/summary.json: hydra.run.dir=%s/eval writes it there", *[cfg.run_dir] * 3)
     return summary["average"]
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    return b.exists() and a.exists() and a.samefile(b)
 
 
 evaluate = hydra_app("eval", eval_job, "bireco-eval")

@@ -11,6 +11,7 @@ import pytest
 import tomllib
 
 import bireco.cli as cli
+from tests.export.fixtures import ExportedRun, build_exported_run
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
@@ -140,6 +141,25 @@ def test_a_refused_command_keeps_a_folder_that_holds_anything_else(
         cli.evaluate()
     capsys.readouterr()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "cli.log", "notes.txt"]
+
+
+@pytest.fixture(scope="module")
+def exported_run(bireco_cache: str, tmp_path_factory: pytest.TempPathFactory) -> ExportedRun:
+    return build_exported_run(bireco_cache, tmp_path_factory)  # shared with tests/test_encode.py's (same folder)
+
+
+@pytest.mark.usefixtures("hydra_logging_restored")
+def test_bireco_eval_of_a_run_says_where_the_table_looks(
+    exported_run: ExportedRun, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`bireco-eval run_dir=RUN` writes into its own Hydra folder, where `bireco-table RUN` does not look: it says
+    so, with the setting that puts the summary where the table reads it."""
+    run = exported_run.run
+    monkeypatch.setattr(sys, "argv", ["bireco-eval", f"run_dir={run}", "batch_size=8", f"hydra.run.dir={tmp_path}"])
+    cli.evaluate()
+    job_log = (tmp_path / "cli.log").read_text()  # Hydra's job log: what the user sees on the console
+    assert f"summary: {tmp_path / 'summary.json'}" in job_log
+    assert f"bireco-table {run} reads {run}/eval/summary.json: hydra.run.dir={run}/eval writes it there" in job_log
 
 
 @pytest.mark.parametrize(

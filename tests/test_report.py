@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from bireco.results.cli import report
 from bireco.results.cli import report_main as main
+from bireco.results.records import TableInputError
 from tests.results_fixtures import write_run
 
 
@@ -34,6 +36,14 @@ def test_main_refuses_a_folder_without_runs(tmp_path: Path, capsys: pytest.Captu
     with pytest.raises(SystemExit) as usage:  # argparse: the usage on stderr, exit status 2
         main([])
     assert usage.value.code == 2
+
+
+def test_the_library_function_raises_instead_of_exiting(tmp_path: Path) -> None:
+    """`report()` is importable: a folder without runs is an exception the caller can catch (was SystemExit)."""
+    with pytest.raises(TableInputError, match="no finished run"):
+        report(tmp_path)
+    write_run(tmp_path, "baseline", 1, [0.5])
+    assert report(tmp_path).startswith("Machine: ")
 
 
 def test_with_out_the_curves_per_seed_are_drawn_next_to_the_report(tmp_path: Path, capsys) -> None:

@@ -289,6 +289,16 @@ def test_plots(sweep: Path, tmp_path: Path) -> None:
         assert (plots / name).read_bytes()[:8] == PNG
 
 
+def test_finished_runs_without_an_evaluation_are_named_with_the_fix(sweep: Path, tmp_path: Path, caplog) -> None:
+    with caplog.at_level("WARNING"):
+        write_table([sweep], tmp_path / "out")
+    unevaluated = (sweep / "multirun" / "d2q").resolve()
+    assert (
+        f"1 finished run(s) have no eval/summary.json, e.g. {unevaluated}: "
+        "bireco-eval run_dir=RUN hydra.run.dir=RUN/eval writes it there"
+    ) in caplog.text
+
+
 def test_no_delta_plot_without_pair(tmp_path: Path, caplog) -> None:
     run = _run(tmp_path / "r", "tiny", "bireco", ["contrastive"])
     _summary(run, {"STS": 50.0}, 50.0)

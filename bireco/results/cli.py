@@ -133,10 +133,13 @@ def log_table_to_wandb(out: Path, project: str, group: str) -> None:
 
 
 def report(root: str | Path) -> str:
-    """The whole printed report of the runs under `root`."""
-    runs = collect(root)
+    """The whole printed report of the runs under `root` (TableInputError when there is no finished run)."""
+    return _report_text(root, collect(root))
+
+
+def _report_text(root: str | Path, runs: dict) -> str:
     if not runs:
-        fail("bireco-report", f"no finished run (results.json) under {root}")
+        raise TableInputError(f"no finished run (results.json) under {root}")
     text = f"Machine: {machine()}\n\n" + render(runs)
     recon = [
         (f"{p} seed {s}", reconstruction_scores(r.path)) for p, by_seed in runs.items() for s, r in by_seed.items()
@@ -157,10 +160,14 @@ def report_main(argv: list[str] | None = None) -> None:
         fail("bireco-report", f"{args.runs}: no such folder")
     if args.out:  # before anything is written: the curves go next to it
         _refuse_unwritable_out("bireco-report", args.out, folder=False)
-    text = report(args.runs)
+    try:
+        runs = collect(args.runs)
+        text = _report_text(args.runs, runs)
+    except (TableInputError, RunError) as e:  # anything else is a bug and keeps its traceback
+        fail("bireco-report", str(e))
     if args.out:
         # the curves next to the table: anchor gain and probe per seed
-        plot = plots.plot_seed_curves(collect(args.runs), Path(args.out).with_name("curves.png"))
+        plot = plots.plot_seed_curves(runs, Path(args.out).with_name("curves.png"))
         text += f"\nCurves (one line per seed): {plot}\n" if plot else ""
         atomic_write_text(Path(args.out), text)
     sys.stdout.write(text)

@@ -113,6 +113,16 @@ def collect_runs(
             log.warning("%s: no run directory found (looked for run folders up to 3 levels down)", p)
         dirs.update({d.resolve(): None for d in found})
     runs = [_read_run_safely(d, eval_subdir) for d in dirs]
+    unevaluated = [r.path for r in runs if r.status == "missing" and r.reason.endswith("(training finished)")]
+    if unevaluated:  # bireco-eval writes into its own Hydra folder unless told where
+        log.warning(
+            "%d finished run(s) have no %s/%s, e.g. %s: bireco-eval run_dir=RUN hydra.run.dir=RUN/%s writes it there",
+            len(unevaluated),
+            eval_subdir,
+            SUMMARY_FILE,
+            unevaluated[0],
+            eval_subdir,
+        )
     have = {(r.model, r.pipeline) for r in runs}
     for spec in expect:
         model, sep, pipeline = spec.partition(":")
