@@ -226,7 +226,8 @@ def eval_job(cfg: DictConfig) -> float | None:
     out = Path(hc.runtime.output_dir)
     log.info("summary: %s", out / "summary.json")
     if cfg.run_dir and not _same_folder(out, Path(cfg.run_dir) / "eval"):
-        log.info("bireco-table %s reads %s/eval/summary.json: hydra.run.dir=%s/eval writes it there", *[cfg.run_dir] * 3)
+        run = cfg.run_dir
+        log.info("bireco-table %s reads %s/eval/summary.json: hydra.run.dir=%s/eval writes it there", run, run, run)
     return summary["average"]
 
 
