@@ -25,6 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
+from bireco.app_help import app_help, wants_help
 from bireco.conf import CONF_DIR
 from bireco.console import console_environment, exit_on_user_error, fail, one_line, user_error_line
 from bireco.override_types import check_override_types
@@ -66,11 +67,23 @@ def hydra_app(
         _invoked_at = time.time()  # before Hydra writes the run folder
         console_environment()
         register()
+        if wants_help(sys.argv[1:]):
+            return print_help(config_name, program, sys.argv[1:])
         check_composes(config_name, program, sys.argv[1:], hints or {})
         return _main()
 
     entry.__doc__ = f"`{program}` (conf/{config_name}.yaml)."
     return entry
+
+
+def print_help(config_name: str, program: str, args: list[str]) -> None:
+    """`--help` / `-h`: this program's usage, groups and config (`bireco.app_help`), the overrides applied."""
+    from hydra.errors import HydraException
+
+    try:
+        sys.stdout.write(app_help(config_name, program, [a for a in args if not a.startswith("-")]))
+    except HydraException as e:
+        fail(program, one_line(str(e)))
 
 
 def check_composes(config_name: str, program: str, args: list[str], hints: dict[str, str]) -> None:
