@@ -35,6 +35,7 @@ log = logging.getLogger("bireco")
 
 
 _invoked_at = float("inf")  # when this process's console entry point began (unset: nothing is ever discarded)
+_folders_before: set[Path] = set()  # a hydra.run.dir= of the command line that existed before it: never removed
 
 
 def hydra_app(
@@ -65,6 +66,7 @@ def hydra_app(
 
         global _invoked_at  # read by discard_untouched_run_folder: what is older was not written by this command
         _invoked_at = time.time()  # before Hydra writes the run folder
+        _folders_before.update(given_run_folders(sys.argv[1:]))
         console_environment()
         register()
         if wants_help(sys.argv[1:]):
@@ -105,6 +107,12 @@ def check_composes(config_name: str, program: str, args: list[str], hints: dict[
         return
 
 
+def given_run_folders(args: list[str]) -> list[Path]:
+    """The existing folder a command line names as its run folder (`hydra.run.dir=DIR`), resolved."""
+    given = [a.partition("=")[2] for a in args if a.startswith("hydra.run.dir=")]
+    return [Path(d).resolve() for d in given if d and Path(d).is_dir()]
+
+
 def discard_untouched_run_folder() -> None:
     """Remove this invocation's run folder when it holds only what was written for it (`.hydra/`, the job log,
     the config bireco-train records first).
@@ -112,8 +120,9 @@ def discard_untouched_run_folder() -> None:
     Hydra creates the folder before the job runs, so a command refused with one line (a typo, a run that is not
     finished) would otherwise leave an empty-looking run behind in `runs/` for every try. Never touched: a folder
     holding anything else or files older than this invocation, the working folder itself, a sweep's folders, and
-    the (possibly empty) folders above it — whether Hydra or the user made those cannot be told apart. Best effort:
-    a file-system error leaves the folder as it is (the user's error line still comes)."""
+    the (possibly empty) folders above it — whether Hydra or the user made those cannot be told apart —, and a
+    folder that existed before the command (`hydra.run.dir=` an empty folder): only what was written into it goes.
+    Best effort: a file-system error leaves the folder as it is (the user's error line still comes)."""
     hc = HydraConfig.get()
     if hc.mode != RunMode.RUN or not hc.output_subdir:
         return
@@ -128,7 +137,11 @@ def discard_untouched_run_folder() -> None:
             return
         if any(p.stat().st_mtime < _invoked_at - 1 for p in [*entries, *hydra_record.glob("*")]):
             return  # written by an earlier invocation (1 s for coarse file-system clocks)
-        shutil.rmtree(out)
+        if out.resolve() not in _folders_before:
+            shutil.rmtree(out)
+            return
+        for p in entries:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
     except OSError:
         return
 

@@ -143,6 +143,20 @@ def test_a_refused_command_keeps_a_folder_that_holds_anything_else(
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "cli.log", "notes.txt"]
 
 
+@pytest.mark.usefixtures("hydra_logging_restored")
+def test_a_refused_command_keeps_the_empty_folder_the_user_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    """`hydra.run.dir=` an existing empty folder: only what this try wrote into it goes (the folder was removed)."""
+    mine = tmp_path / "my-eval"
+    mine.mkdir()
+    monkeypatch.setattr(sys, "argv", ["bireco-eval", "run_dir=/nowhere", f"hydra.run.dir={mine}"])
+    with pytest.raises(SystemExit) as info:
+        cli.evaluate()
+    assert info.value.code == 2 and "not a finished pipeline run" in capsys.readouterr().err
+    assert mine.is_dir() and list(mine.iterdir()) == []
+
+
 @pytest.fixture(scope="module")
 def exported_run(bireco_cache: str, tmp_path_factory: pytest.TempPathFactory) -> ExportedRun:
     return build_exported_run(bireco_cache, tmp_path_factory)  # shared with tests/test_encode.py's (same folder)
