@@ -10,11 +10,13 @@ produced it; DDP then averages over ranks, so the update is exactly that of one 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -277,6 +279,32 @@ def _checkpoint_kind(checkpoint: Path) -> str:
     )
 
 
+@contextlib.contextmanager
+def _quiet_checkpoint_reader() -> Iterator[None]:
+    """torch's checkpoint reader logs each failed metadata read with its traceback on the root logger before it
+    raises; the one line of `NotConsolidable` says why instead."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "distributed/checkpoint" not in record.pathname.replace("\\", "/")
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
+def _first_line(e: BaseException) -> str:
+    """`Type: first line` of an exception; for torch's CheckpointException, of the first rank's own failure."""
+    failures = getattr(e, "failures", None)
+    if isinstance(failures, dict) and failures:
+        first = next(iter(failures.values()))
+        e = first[0] if isinstance(first, tuple) else first
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
 def consolidate(checkpoint: str | Path, out_file: str | Path) -> Path:
     """A sharded checkpoint (FSDP `state_dict_type: sharded` folder, or a DeepSpeed ZeRO folder) -> one ordinary
     Lightning `.ckpt` file, as a single-device run writes it (resumable with `ckpt_path=`, readable anywhere).
@@ -284,7 +312,8 @@ def consolidate(checkpoint: str | Path, out_file: str | Path) -> Path:
     Uses the libraries' own converters: Lightning's `consolidate_checkpoint` for FSDP and DeepSpeed's
     `zero_to_fp32` (through Lightning) for ZeRO. Run it on one machine, without a process group. What is not such
     a folder (a missing path, a single file, any other folder, told apart by its contents before a converter reads
-    it), or an `out_file` that is a folder, raises `NotConsolidable` (a `UserError`) naming the path; `out_file`
+    it, or damaged so that the converter cannot read it), or an `out_file` that is a folder, raises
+    `NotConsolidable` (a `UserError`) naming the path; `out_file`
     is written to a temporary file renamed into place, so it appears whole or not at all.
     """
     checkpoint, out_file = Path(checkpoint), Path(out_file)
@@ -300,13 +329,23 @@ def consolidate(checkpoint: str | Path, out_file: str | Path) -> Path:
         if kind == "deepspeed":
             from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
 
-            convert_zero_checkpoint_to_fp32_state_dict(str(checkpoint), str(tmp))
+            try:
+                convert_zero_checkpoint_to_fp32_state_dict(str(checkpoint), str(tmp))
+            except Exception as e:  # DeepSpeed's reader on damaged files
+                raise NotConsolidable(
+                    f"{checkpoint}: the DeepSpeed checkpoint cannot be read ({_first_line(e)})"
+                ) from e
         else:
             # what `python -m lightning.pytorch.utilities.consolidate_checkpoint` does, written atomically
             from lightning.fabric.utilities.load import _load_distributed_checkpoint
             from lightning.pytorch.utilities.consolidate_checkpoint import _format_checkpoint
+            from torch.distributed.checkpoint.api import CheckpointException
 
-            loaded = _load_distributed_checkpoint(checkpoint)
+            try:
+                with _quiet_checkpoint_reader():
+                    loaded = _load_distributed_checkpoint(checkpoint)
+            except (Exception, CheckpointException) as e:  # a damaged folder (CheckpointException: a BaseException)
+                raise NotConsolidable(f"{checkpoint}: the sharded checkpoint cannot be read ({_first_line(e)})") from e
             if "model" not in loaded:
                 raise NotConsolidable(
                     f"{checkpoint}: a torch distributed checkpoint without a `model` entry (not one Lightning wrote)"

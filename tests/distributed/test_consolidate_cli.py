@@ -117,6 +117,23 @@ def test_the_console_script_consolidates(tmp_path: Path, capsys: pytest.CaptureF
     assert sorted(p.name for p in out.parent.iterdir()) == ["last.ckpt"]  # no temporary file left behind
 
 
+@pytest.mark.parametrize("damage", ["metadata", "shard"])
+def test_a_damaged_fsdp_checkpoint_is_one_line(
+    damage: str, tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Was torch's traceback (and one more per metadata read it tried, on the root logger)."""
+    folder, out = _fsdp_folder(tmp_path / "last.ckpt"), tmp_path / "out.ckpt"
+    if damage == "metadata":
+        (folder / ".metadata").write_bytes(b"not a pickle")
+    else:
+        for shard in folder.glob("*.distcp"):
+            shard.write_bytes(shard.read_bytes()[:10])
+    line = _refused(capsys, str(folder), str(out))
+    assert line.startswith(f"bireco-consolidate: error: {folder}: the sharded checkpoint cannot be read (")
+    assert not out.exists() and not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+    assert "Traceback" not in caplog.text
+
+
 def test_python_dash_m_keeps_its_sub_command(tmp_path: Path) -> None:
     folder, out = _fsdp_folder(tmp_path / "last.ckpt"), tmp_path / "single.ckpt"
     cmd = [sys.executable, "-m", "bireco.distributed"]
