@@ -4,8 +4,8 @@
     bireco-sweep-plan experiment=reproduce_tiny pipeline=bireco,baseline seed=1,2   # command-line sweeps too
 
 Nothing is trained or launched; an invalid job fails here instead of hours later on the cluster. The jobs are the
-product of the config's `hydra.sweeper.params` and the command line's sweep overrides (a command-line value wins
-for the same key), as Hydra's basic sweeper forms them; a bad override or setting is one line (exit 2).
+product of the config's `hydra.sweeper.params` and the command line's sweep overrides (a command-line value, swept or
+plain, replaces the config's axis for the same key), as Hydra's basic sweeper forms them; a bad override or setting is one line (exit 2).
 """
 
 from __future__ import annotations
@@ -106,7 +106,9 @@ def plan(overrides: list[str], models: list[str] | None = None) -> list[dict[str
         for model in models or [None]:
             base_overrides = fixed + ([f"model={model}"] if model else [])
             base = compose("train", overrides=base_overrides, return_hydra_config=True)
-            params = {**sweep_params(base), **axes}
+            # as Hydra's basic sweeper: a command-line key, swept or not, replaces the config's axis for that key
+            given = {o.get_key_element() for o in OverridesParser.create().parse_overrides(base_overrides)}
+            params = {**{k: v for k, v in sweep_params(base).items() if k not in given}, **axes}
             for combo in itertools.product(*params.values()):
                 job_overrides = base_overrides + [f"{k}={v}" for k, v in zip(params, combo, strict=True)]
                 check_override_types("train", job_overrides)

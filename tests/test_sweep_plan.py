@@ -29,6 +29,29 @@ def test_command_line_sweeps_are_axes_and_win_over_the_configs() -> None:
     assert len(jobs) == 6 and len({j["dir"] for j in jobs}) == 6
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["experiment=reproduce_tiny", "pipeline=bireco", "seed=1"],  # was 12 jobs planned, 1 launched
+        ["experiment=reproduce_tiny", "pipeline=bireco"],
+        ["experiment=reproduce_tiny", "seed=3", "pipeline=bireco,baseline"],
+    ],
+)
+def test_a_plain_command_line_value_replaces_the_configs_axis_as_hydra_does(args: list[str]) -> None:
+    """The jobs equal what Hydra's basic sweeper forms from the config's axes followed by the command line."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    axes = ["pipeline=baseline,bireco,only_q2d,only_d2q,baseline_budget,anchor_control", "seed=1,2"]  # the config's
+    hydra_jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(axes + args), None)[0]
+    jobs = plan(args)
+    assert len(jobs) == len(hydra_jobs)
+    expected = sorted(
+        "/".join(o.partition("=")[2] for o in job if o.startswith(("pipeline=", "seed="))) for job in hydra_jobs
+    )
+    assert sorted(f"{j['pipeline']}/{j['dir'].rsplit('seed-', 1)[1]}" for j in jobs) == expected
+
+
 def test_the_default_run_folder_resolves_as_under_a_real_sweep() -> None:
     """The default subdir interpolates hydra:job.override_dirname (was: "HydraConfig was not set", a traceback)."""
     assert [j["dir"] for j in plan(["pipeline=baseline", "seed=1,2"])] == [
