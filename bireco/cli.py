@@ -149,6 +149,19 @@ def discard_untouched_run_folder() -> None:
 # --- bireco-train -------------------------------------------------------------------------------------------
 
 
+def run_identity(cfg: DictConfig) -> dict[str, Any]:
+    """model, pipeline and seed of a job's config, each None where it cannot be read (a bad interpolation)."""
+    from omegaconf import OmegaConf
+
+    out = {}
+    for field, key in (("model", "model.name"), ("pipeline", "pipeline.name"), ("seed", "seed")):
+        try:
+            out[field] = OmegaConf.select(cfg, key, default=None)
+        except Exception:  # what made the job fail may be this very setting
+            out[field] = None
+    return out
+
+
 def train_job(cfg: DictConfig) -> float | None:
     """`bireco-train`: run the configured pipeline (and its evaluation) into the Hydra run directory.
 
@@ -202,6 +215,7 @@ def train_job(cfg: DictConfig) -> float | None:
                 "error": f"{type(e).__name__}: {e}".splitlines()[0][:500],
                 "stage": getattr(e, "stage", None),
                 "traceback": traceback.format_exc(),
+                **run_identity(cfg),  # a job refused before config.yaml was written still has its table row
             },
         )
         if not multirun:

@@ -4,8 +4,9 @@
     bireco-sweep-plan experiment=reproduce_tiny pipeline=bireco,baseline seed=1,2   # command-line sweeps too
 
 Nothing is trained or launched; an invalid job fails here instead of hours later on the cluster. The jobs are the
-product of the config's `hydra.sweeper.params` and the command line's sweep overrides (a command-line value, swept or
-plain, replaces the config's axis for the same key), as Hydra's basic sweeper forms them; a bad override or setting is one line (exit 2).
+product of the config's `hydra.sweeper.params` and the command line's sweep overrides (a command-line value, swept
+or plain, replaces the config's axis for the same key), as Hydra's basic sweeper forms them; a bad override or
+setting is one line (exit 2).
 """
 
 from __future__ import annotations

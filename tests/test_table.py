@@ -540,3 +540,25 @@ def test_a_bug_keeps_its_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(results_cli, "build_rows", broken)
     with pytest.raises(ValueError, match="a bug"):
         main([str(tmp_path), "--out", str(tmp_path / "out")])
+
+
+@pytest.mark.usefixtures("hydra_logging_restored")
+def test_a_sweep_job_refused_before_its_config_is_its_own_failed_row(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Refused by validation, the job had failed.json but no config.yaml: the table showed model `?`, pipeline
+    `seed-1`, and the real row as "missing: no run directory"."""
+    import sys
+
+    import bireco.cli as cli
+
+    argv = ["bireco-train", "-m", "pipeline=bireco", "seed=1", "stages.contrastive.loss.mask_duplicates=foo"]
+    sweep = ["hydra.sweep.dir=" + str(tmp_path / "sweep"), "hydra.sweep.subdir=${pipeline.name}/seed-${seed}"]
+    monkeypatch.setattr(sys, "argv", argv + sweep)
+    cli.train()
+    capsys.readouterr()
+    job = tmp_path / "sweep" / "bireco" / "seed-1"
+    assert (job / "failed.json").is_file() and not (job / "config.yaml").exists()
+    [run] = collect_runs([tmp_path / "sweep"], expect=["tiny:bireco"])
+    assert (run.model, run.pipeline, run.seed, run.status) == ("tiny", "bireco", 1, "failed")
+    assert "mask_duplicates" in run.reason

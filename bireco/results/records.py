@@ -62,6 +62,10 @@ def _names(run_dir: Path) -> tuple[str, str, list[str], int | None]:
         cfg = run.config()
         model, pipe = cfg.get("model") or {}, cfg.get("pipeline") or {}
         return model.get("name", "?"), pipe.get("name", run_dir.name), list(pipe.get("stages") or []), cfg.get("seed")
+    if (run_dir / FAILED_FILE).is_file():  # a sweep job refused before config.yaml: failed.json names it
+        f = run.failed() or {}
+        if f.get("model") and f.get("pipeline"):
+            return f["model"], f["pipeline"], [], f.get("seed")
     return "?", run_dir.name, [], None
 
 
