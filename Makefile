@@ -65,7 +65,7 @@ demo: $(STAMP)  ## embedded default: bireco and baseline x 3 seeds, the two cont
 	$(BIN)/bireco-report $(DEMO_DIR) --out $(DEMO_DIR)/report.md
 
 eval-shared: $(STAMP)  ## mteb on ../shared/data (eval=local) for the demo's bireco run of seed 1
-	$(BIN)/bireco-eval run_dir=$(DEMO_DIR)/bireco/seed-1 eval.data_root=../shared/data \
+	$(BIN)/bireco-eval run_dir=$(DEMO_DIR)/bireco/seed-1 eval.data_root=$(SHARED) \
 		hydra.run.dir=$(DEMO_DIR)/bireco/seed-1/eval-shared
 
 reproduce-table: $(STAMP)  ## sweep + table (PRESET=tiny here; PRESET=paper on SLURM; DRY_RUN=1 prints the jobs)
@@ -100,5 +100,5 @@ format: $(STAMP)  ## ruff autofix + format
 	$(BIN)/ruff check --fix bireco tests experiments benchmarks
 	$(BIN)/ruff format bireco tests experiments benchmarks
 
-clean:  ## remove run outputs and caches (keeps .venv)
+clean:  ## remove runs/, outputs/, multirun/, .pytest_cache (keeps .venv, bench/ and bireco's cache: ~/.cache/bireco)
 	rm -rf runs outputs multirun .pytest_cache

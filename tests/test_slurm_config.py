@@ -89,3 +89,11 @@ def test_grad_cache_chunk_composes_and_validates() -> None:
     validate_config(cfg)
     assert cfg.stages.contrastive.grad_cache.chunk_size == 32
     assert cfg.stages.contrastive.loss.gather_across_ranks is True  # the paper's setting is the default
+
+
+def test_the_launcher_sets_no_hub_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs get the submitting shell's environment from sbatch; the launcher exported HF_HUB_OFFLINE=0 when it was
+    unset there, switching the hub on over a node profile's HF_HUB_OFFLINE=1."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    _, launcher = _job("llama3.2-1b", "ddp")
+    assert not any("HF_" in line for line in launcher["setup"] or [])

@@ -80,3 +80,13 @@ def test_a_bad_override_is_one_line(capsys: pytest.CaptureFixture, args: list[st
     err = capsys.readouterr().err.splitlines()
     assert info.value.code == 2 and len(err) == 1, err
     assert err[0].startswith(f"bireco-sweep-plan: error: {line}")
+
+
+def test_a_stage_s_own_strategy_and_grad_cache_are_shown() -> None:
+    """7B: Stage I is sharded (FSDP) and Stage II uses GradCache chunks; the dry run printed neither."""
+    jobs = plan(["experiment=paper_table", "data.path=/x", "pipeline=bireco"], models=["mistral-7b"])
+    [job] = jobs
+    assert job["reconstruction"]["strategy"]["name"] == "fsdp" and "grad_cache" not in job["reconstruction"]
+    assert job["contrastive"]["strategy"] == "ddp" and job["contrastive"]["grad_cache"] == {"chunk_size": 32}
+    [tiny] = plan(["pipeline=bireco", "seed=1"])
+    assert "strategy" not in tiny["reconstruction"] and "grad_cache" not in tiny["contrastive"]

@@ -63,7 +63,10 @@ def resolve_stage(run_dir: str | Path, stage: str | None) -> StageWeights:
                     "cache must still exist); use stage_name=base"
                 )
         else:
-            found = run.find_stage(stage)
+            try:
+                found = run.find_stage(stage)
+            except RunError as e:  # find_stage knows the stages; this command also takes base and warmup
+                raise RunError(f"{e} (or base, warmup)" if "choose one of" in str(e) else str(e)) from None
             path, meta = str(found.artifact), read_artifact_meta(found.artifact)
             stage = stage or found.name
     except RunError as e:

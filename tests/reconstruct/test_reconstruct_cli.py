@@ -168,6 +168,8 @@ def test_stage_names(run_dir: Path) -> None:
     assert resolve_stage(run_dir, "base").path == str(run_dir / "base")
     with pytest.raises(ReconstructError, match=r"no finished stage 'contrastive'; choose one of \['reconstruction'"):
         resolve_stage(run_dir, "contrastive")
+    with pytest.raises(ReconstructError, match=r"\] \(or base, warmup\)$"):  # this command's own two names
+        resolve_stage(run_dir, "contrastive")
     with pytest.raises(ReconstructError, match="not a warm-up artifact"):
         resolve_stage(run_dir, "warmup")
 
