@@ -56,6 +56,9 @@ PROBE_TEXTS = (
     "ends with a space ",
     "word " * 600,
     "Café naïve — 東京 ✓",
+    "",  # empty and whitespace-only: a stripping template keeps only its prefix (Llama-3: the header's "\n\n")
+    " ",
+    "\t\n ",
 )
 
 
@@ -117,7 +120,8 @@ def _suffix_ids(bound: BoundTemplate) -> list[int]:
 
 
 def _strip_normalizer(bound: BoundTemplate) -> normalizers.Normalizer:
-    """Strip the turn's content as `Template.strip` does: after the prefix's last special token, and at the end.
+    """Strip the turn's content as `Template.strip` does: after the prefix's last special token, and at the end
+    (only after a non-space character, so a content that is empty or all whitespace keeps the prefix's tail).
 
     The tokenizer normalizes each stretch between special tokens on its own, so the content's start is the
     start of its stretch plus whatever plain text of the prefix comes before it (Llama-3: `"\n\n"`).
@@ -128,7 +132,9 @@ def _strip_normalizer(bound: BoundTemplate) -> normalizers.Normalizer:
     return normalizers.Sequence(
         [
             normalizers.Replace(Regex(rf"(?<=\A{re.escape(tail)})\s+" if tail else r"\A\s+"), ""),
-            normalizers.Replace(Regex(r"\s+\z"), ""),
+            # the content's end, never the prefix's own tail: a stretch that is only the tail (an empty content:
+            # Llama-3's "\n\n") keeps its whitespace
+            normalizers.Replace(Regex(rf"(?<!\A{re.escape(tail.rstrip())})(?<=\S)\s+\z"), ""),
         ]
     )
 

@@ -134,3 +134,27 @@ def test_mteb_scores_the_export_like_bireco_eval(exported_run, tmp_path: Path) -
     ours = exported_run.summary["tasks"]["retrieval"]["main_score"]
     assert 100 * result.task_results[0].get_score() == pytest.approx(ours, abs=1e-6)
     assert 0 < ours < 100  # a real ranking, not a degenerate all-or-nothing score
+
+
+@pytest.mark.parametrize(
+    ("prefix", "specials"),
+    [
+        ("<|start_header_id|>user<|end_header_id|>\n\n", ["<|start_header_id|>", "<|end_header_id|>"]),
+        ("<|im_start|>user\n", ["<|im_start|>"]),
+        ("", []),
+    ],
+)
+def test_the_strip_normalizer_trims_the_content_and_never_the_prefix_tail(prefix: str, specials: list[str]) -> None:
+    """Llama-3's empty or whitespace-only document lost the header's "\\n\\n" (cos 0.983 against bireco)."""
+    from types import SimpleNamespace
+
+    from bireco.export.sentence_transformers import _strip_normalizer
+
+    bound = SimpleNamespace(
+        template=SimpleNamespace(prefix=prefix),
+        tokenizer=SimpleNamespace(get_added_vocab=lambda: dict.fromkeys(specials)),
+    )
+    tail = prefix[max((prefix.rfind(t) + len(t) for t in specials), default=0) :]  # the stretch's plain head
+    norm = _strip_normalizer(bound)
+    for content in ("", " ", "\t\n ", "abc  ", "  abc \n", "a b"):
+        assert norm.normalize_str(tail + content) == tail + content.strip(), (prefix, content)
