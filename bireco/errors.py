@@ -55,6 +55,7 @@ def _hub_reason(exc: BaseException) -> str | None:
         (errors.GatedRepoError, "the repository is gated: accept its licence on the hub and log in (`hf auth login`)"),
         (errors.RepositoryNotFoundError, "no such repository on the hub (or no access to it)"),
         (errors.RevisionNotFoundError, "no such revision in the repository"),
+        (errors.HFValidationError, "neither an existing folder nor a hub name ('namespace/name')"),
         (ConnectionError, "the hub is unreachable or offline, and it is not in the local cache"),  # datasets' own
     )
     seen: set[int] = set()

@@ -29,6 +29,7 @@ from bireco.lit.fault_tolerance import Preempted, PreemptionCheckpoint
 from bireco.lit.reconstruction_score import ReconstructionScore
 from bireco.models.backbone import save_artifact
 from bireco.models.prompts import training_prompts
+from bireco.models.settings import local_or_hub_name
 from bireco.models.tiny import TinyLlamaSpec, build_tiny_model, train_tokenizer
 from bireco.runs import (
     ARTIFACT_DIR,
@@ -288,7 +289,8 @@ def run_pipeline(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     if is_global_zero():
         atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     data = prepare_data(cfg)
-    init_from = ensure_tiny_base(cfg, data) if cfg.model.tiny is not None else cfg.model.pretrained
+    tiny = cfg.model.tiny is not None
+    init_from = ensure_tiny_base(cfg, data) if tiny else local_or_hub_name(str(cfg.model.pretrained))
     check_embedding_widths(cfg, init_from)
     base = init_from
     run_name = cfg.get("run_name") or f"{cfg.model.name}-{cfg.pipeline.name}"
@@ -299,7 +301,8 @@ def run_pipeline(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         except Exception as e:
             raise StageError(name, e) from e
         records.append(rec)
-        init_from = rec["artifact"]
+        # this run's own folder, not the record's path: a copied or moved run continues from its own stages
+        init_from = str(Run(run_dir).stage(i, name).artifact.absolute())
     results = {
         "model": cfg.model.name,
         "pipeline": cfg.pipeline.name,

@@ -27,6 +27,7 @@ start in a moment.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,26 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def read_artifact_meta(path: str | Path) -> dict[str, Any] | None:
-    """The artifact.json of a bireco stage artifact, or None for a plain HF folder / hub name."""
-    return read_json(Path(path) / ARTIFACT_FILE)
+    """The artifact.json of a bireco stage artifact, or None for a plain HF folder / hub name.
+
+    An adapter whose base is an earlier stage of the same run records it relative to itself too
+    (`base_in_run`); where that folder exists, `base` is read as it, so a copied or moved run loads its own
+    weights (the absolute `base` would name the old place, or fail once that is gone)."""
+    meta = read_json(Path(path) / ARTIFACT_FILE)
+    if meta and meta.get("base_in_run"):
+        here = Path(path) / meta["base_in_run"]
+        if (here / ARTIFACT_FILE).is_file():
+            meta = {**meta, "base": str(Path(os.path.normpath(here.absolute())))}
+    return meta
+
+
+def base_in_run(artifact: str | Path, base: str | Path) -> dict[str, str]:
+    """`{"base_in_run": ../../<i>-<name>/artifact}` when `base` is a stage artifact of the run `artifact` belongs
+    to (the same `stages/` folder), else nothing."""
+    artifact, base = Path(artifact).absolute(), Path(base)
+    if not base.is_dir() or base.absolute().parent.parent != artifact.parent.parent:
+        return {}
+    return {"base_in_run": os.path.relpath(base.absolute(), artifact)}
 
 
 @dataclass(frozen=True)
@@ -163,7 +182,14 @@ class Run:
         return matches[-1]
 
     def final_artifact(self) -> Path:
-        return Path(self.finished_results()["final_artifact"])
+        """The last stage's artifact in this folder (a copied or moved run's own), else the recorded path."""
+        results = self.finished_results()
+        stages = list(results.get("stages") or [])
+        if stages:
+            own = self.stage(len(stages) - 1, stages[-1]).artifact
+            if (own / ARTIFACT_FILE).is_file():
+                return own
+        return Path(results["final_artifact"])
 
     def base(self) -> str | None:
         """What the first stage started from (hub name, folder or the tiny preset's cached warm-up)."""

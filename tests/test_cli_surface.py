@@ -176,6 +176,28 @@ def test_bireco_eval_of_a_run_says_where_the_table_looks(
     assert f"bireco-table {run} reads {run}/eval/summary.json: hydra.run.dir={run}/eval writes it there" in job_log
 
 
+@pytest.mark.usefixtures("hydra_logging_restored")
+@pytest.mark.parametrize("program", ["train", "evaluate"])
+def test_a_mistyped_model_folder_is_one_line(
+    program: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    """Was the hub's "Repo id must be in the form ..." traceback (exit 1; bireco-train also kept failed.json)."""
+    missing, run = tmp_path / "stories260k-lama", tmp_path / "run"
+    args = ["model=stories260k", f"model.pretrained={missing}", f"hydra.run.dir={run}"]
+    if program == "evaluate":  # one STS task folder, so the model is what is wrong
+        (tmp_path / "tasks" / "sts").mkdir(parents=True)
+        row = '{"sentence1": "a", "sentence2": "b", "score": 1.0}\n'
+        (tmp_path / "tasks" / "sts" / "test.jsonl").write_text(row * 3)
+        args.append(f"eval.data_root={tmp_path / 'tasks'}")
+    monkeypatch.setattr(sys, "argv", ["bireco", *args])
+    with pytest.raises(SystemExit) as info:
+        getattr(cli, program)()
+    err = capsys.readouterr().err.splitlines()
+    assert info.value.code == 2 and len(err) == 1, err
+    assert str(missing) in err[0] and ("no such folder" in err[0] or "neither an existing folder" in err[0])
+    assert not run.exists()
+
+
 @pytest.mark.parametrize(
     ("program", "args", "line"),
     [

@@ -372,7 +372,8 @@ def test_validation_runs_before_any_model_is_loaded(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(bireco.factory, "load_backbone", no_loading)
     monkeypatch.setattr(bireco.pipeline, "prepare_data", no_loading)
     cfg = compose_cfg(
-        ["model=llama3.2-1b", f"model.pretrained={tmp_path / 'no-such-model'}", "stages.reconstruction.loss.alpha=2"]
+        # a hub name nobody has (a missing *folder* is itself refused by the validation: tests/models/test_settings.py)
+        ["model=llama3.2-1b", "model.pretrained=no-such-org/no-such-model", "stages.reconstruction.loss.alpha=2"]
     )
     run_dir = tmp_path / "run"
     with pytest.raises(ConfigError, match=r"^stages.reconstruction.loss.alpha must be a number in \[0, 1\], got 2$"):

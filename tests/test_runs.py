@@ -71,3 +71,54 @@ def test_importing_it_loads_no_training_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def exported_run(bireco_cache: str, tmp_path_factory: pytest.TempPathFactory):
+    from tests.export.fixtures import build_exported_run
+
+    return build_exported_run(bireco_cache, tmp_path_factory)  # shared with tests/test_encode.py's (same folder)
+
+
+def test_a_copied_run_loads_its_own_weights_and_opens_once_the_original_is_gone(exported_run, tmp_path: Path) -> None:
+    """results.json and the Stage II adapter's artifact.json hold the original's absolute paths: a copy loaded
+    the original's weights while it existed and failed once it was gone ("the last stage did not finish")."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from bireco.eval.models import load_encoder, resolve_model
+    from tests.export.fixtures import compose_conf
+
+    def embed(run: Path) -> torch.Tensor:
+        return load_encoder(resolve_model(compose_conf("eval", [f"run_dir={run}"]))).encode(["who is the painter"])
+
+    copy, moved = tmp_path / "copy", tmp_path / "moved"
+    shutil.copytree(exported_run.run, copy)
+    final = Run(copy).final_artifact()
+    assert final == copy / "stages" / "1-contrastive" / "artifact"
+    assert read_artifact_meta(final)["base"] == str(copy / "stages" / "0-reconstruction" / "artifact")
+    original = embed(exported_run.run)
+    assert torch.allclose(embed(copy), original)
+    weights = copy / "stages" / "0-reconstruction" / "artifact" / "model.safetensors"
+    save_file({k: v * 1.01 for k, v in load_file(weights).items()}, weights)  # the copy's own Stage I weights
+    assert not torch.allclose(embed(copy), original, atol=1e-4)
+    shutil.copytree(copy, moved)
+    shutil.rmtree(copy)  # the copy's first place is gone: the moved one still opens, from itself
+    assert Run(moved).final_artifact() == moved / "stages" / "1-contrastive" / "artifact"
+    assert embed(moved).shape == original.shape
+
+
+def test_base_in_run_is_only_for_a_stage_of_the_same_run(tmp_path: Path) -> None:
+    from bireco.runs import base_in_run
+
+    stages = tmp_path / "run" / "stages"
+    (stages / "0-reconstruction" / "artifact").mkdir(parents=True)
+    (tmp_path / "hub-model").mkdir()
+    artifact = stages / "1-contrastive" / "artifact"
+    assert base_in_run(artifact, stages / "0-reconstruction" / "artifact") == {
+        "base_in_run": "../../0-reconstruction/artifact"
+    }
+    assert base_in_run(artifact, tmp_path / "hub-model") == {}
+    assert base_in_run(artifact, "meta-llama/Llama-3.2-1B-Instruct") == {}

@@ -64,3 +64,23 @@ def test_eval_export_and_reconstruct_run_on_it(stories: dict[str, Path], tmp_pat
     over = [f"run_dir={run_dir}", "stage_name=reconstruction", f"text={texts[1]}", "source=fact_qa"]
     res = run(compose_conf("reconstruct", [*over, "decode.max_new_tokens=8"]))
     assert isinstance(res["generated"], str) and res["stage"] == "reconstruction"
+
+
+def test_a_relative_model_folder_opens_from_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bireco_cache: str
+) -> None:
+    """The preset's default is `../shared/models/stories260k-llama`: a baseline run's adapter recorded that
+    string as its base, so the run opened only from the folder it was launched in (a traceback elsewhere)."""
+    from bireco.eval.models import load_encoder, resolve_model
+    from bireco.runs import read_artifact_meta
+
+    model = shared_model("stories260k-llama")
+    monkeypatch.chdir(model.parent)
+    cfg = compose_cfg(["model=stories260k", "model.pretrained=./stories260k-llama", "pipeline=baseline"])
+    results = run_pipeline(cfg, tmp_path / "run")
+    assert results["base"] == str(model.resolve())
+    meta = read_artifact_meta(tmp_path / "run" / "stages" / "0-contrastive" / "artifact")
+    assert meta["base"] == str(model.resolve()) and "base_in_run" not in meta
+    monkeypatch.chdir(tmp_path)
+    enc = load_encoder(resolve_model(compose_conf("eval", [f"run_dir={tmp_path / 'run'}"])))
+    assert enc.encode(["Once upon a time"]).shape[0] == 1

@@ -56,7 +56,7 @@ def resolve_model(cfg: DictConfig) -> EvalModel:
         except RunError as e:
             raise EvalModelError(str(e)) from None
         return EvalModel(
-            results["final_artifact"],
+            str(run.final_artifact()),
             run_cfg["template"],
             run_cfg["pooling"]["name"],
             int(run_cfg["model"]["max_length"]),

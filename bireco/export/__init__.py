@@ -91,7 +91,7 @@ def finished_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any], P
         if not (run.path / name).is_file():
             raise ExportError(f"{run.path}: not a finished pipeline run ({run.path / name} is missing)")
     results = run.finished_results()
-    final = Path(results.get("final_artifact") or "")
+    final = run.final_artifact() if results.get("final_artifact") else Path("")
     if read_artifact_meta(final) is None:
         raise ExportError(
             f"{run.path}: its final artifact {final} has no artifact.json (the last stage did not finish)"

@@ -22,6 +22,7 @@ from bireco.losses.objective import Batch, LossOutput, Objective, Step, batch_ro
 from bireco.models.backbone import save_artifact
 from bireco.models.encoder import TextEncoder
 from bireco.models.flops import Pass
+from bireco.runs import base_in_run
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer, int | None], Any]
@@ -166,6 +167,7 @@ class StageModule(L.LightningModule):
         meta = {
             "stage": self.stage,
             "base": init_from,
+            **base_in_run(out_dir, init_from),
             "template": self.encoder.template.to_dict(),
             "pooling": self.encoder.pooling_name,
             "max_length": self.encoder.max_length,

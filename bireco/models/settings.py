@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
+
 from omegaconf import DictConfig
 
 from bireco.errors import ConfigError
@@ -10,6 +14,40 @@ from bireco.models.pooling import POOLINGS
 from bireco.utils.checks import positive_int
 
 DTYPES = ("float32", "bfloat16", "float16")
+PATH_PREFIXES = ("/", "./", "../", "~")  # a name written as a path, never a hub repository
+
+log = logging.getLogger(__name__)
+
+
+def local_or_hub_name(name: str, key: str = "model.pretrained") -> str:
+    """An existing folder as its absolute path, a hub name as given.
+
+    A run records where its weights came from (a LoRA stage's artifact names its base), so a relative folder
+    would only open from the folder the run was launched in. A name written as a path (`/…`, `./…`, `../…`, `~…`)
+    that is no folder is refused here, in one line, instead of as the hub's "Repo id must be in the form" later."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    if name.startswith(PATH_PREFIXES) or name in (".", ".."):
+        why = "is a file, not a model folder" if path.exists() else "no such folder"
+        raise ConfigError(f"{key}={name}: {why} (a local model is a folder; anything else is a hub name)")
+    return name
+
+
+def _warn_past_context(m: DictConfig, folder: Path) -> None:
+    """A local model's config.json names its context; a longer max_length runs positions it never trained."""
+    try:
+        context = json.loads((folder / "config.json").read_text()).get("max_position_embeddings")
+    except (OSError, ValueError):
+        return
+    if isinstance(context, int) and m.max_length > context:
+        log.warning(
+            "model.max_length=%d exceeds %s's max_position_embeddings=%d: longer texts run positions the model "
+            "was not trained on",
+            m.max_length,
+            folder,
+            context,
+        )
 
 
 def check_model_settings(m: DictConfig) -> None:
@@ -33,6 +71,10 @@ def check_model_settings(m: DictConfig) -> None:
             f"model.attention={m.get('attention')!r}: choose one of {list(ATTENTION_MODES)} (the encoder passes; "
             "Stage I's decoder passes are always causal)"
         )
+    if m.pretrained:
+        name = local_or_hub_name(str(m.pretrained))
+        if Path(name).is_dir():
+            _warn_past_context(m, Path(name))
     if m.tiny is not None and m.max_length > m.tiny.max_position_embeddings:
         raise ConfigError(
             f"model.max_length={m.max_length} exceeds model.tiny.max_position_embeddings="
