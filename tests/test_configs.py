@@ -58,6 +58,13 @@ def test_every_config_file_composes_and_resolves(group: str, name: str) -> None:
     if group == "trainer" and name.startswith("deepspeed") and not deepspeed_available():
         with pytest.raises(ConfigError, match="DeepSpeed is not installed"):  # not a dependency: a clear error
             validate_config(cfg)
+    elif (
+        group == "model"
+        and str(cfg.model.pretrained or "").startswith("../")
+        and not Path(cfg.model.pretrained).is_dir()
+    ):
+        with pytest.raises(ConfigError, match="no such folder"):  # stories260k's ../shared folder is absent here
+            validate_config(cfg)
     elif group != "stage":  # a warm-up or Stage II config in the Stage I slot is not a runnable pipeline
         validate_config(cfg)
 
