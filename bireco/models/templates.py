@@ -12,6 +12,7 @@ cut), and truncation drops only body tokens, so template, instruction and EOS al
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ import torch
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
 
 
 class Segment(IntEnum):
@@ -117,6 +120,11 @@ class BoundTemplate:
         if eos_id is None or eos_id == tokenizer.unk_token_id:
             raise ValueError(f"template '{template.name}': eos_token {eos!r} is not a single token of this tokenizer")
         self.eos_id: int = int(eos_id)
+        # ids of the tokenizer's special tokens (BOS, EOS, chat markers): the tokenizer parses their strings
+        # anywhere in the joined string, so a body holding "<|eot_id|>" or "</s>" gets that control token
+        decoder = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+        self.special_ids = frozenset(int(i) for i, tok in decoder.items() if getattr(tok, "special", False))
+        self._warned_special = False
 
     def joined(self, text: str, instruction: str | None = None, separator: str | None = None) -> tuple[str, list[int]]:
         """The string that is tokenized, and where its pieces end: [prefix, instruction + separator, text]."""
@@ -160,8 +168,27 @@ class BoundTemplate:
         out = []
         for ids, offsets, (_, ends) in zip(enc["input_ids"], enc["offset_mapping"], joined, strict=True):
             segs = [_segment_of(start, end, ends) for start, end in offsets]
+            if not self._warned_special and self.special_ids:
+                self._warn_special_in_body(ids, segs)
             out.append(self._assemble(list(ids), segs, max_length))
         return out
+
+    def _warn_special_in_body(self, ids: list[int], segs: list[int]) -> None:
+        """Warn (once per template and tokenizer) when a text or instruction holds a special-token string.
+
+        It is tokenized as that control token, as Hugging Face chat templates and sentence-transformers do too,
+        so the export and evaluation agree with training; but a web text's `</s>` then ends a turn mid-text and
+        Stage I trains on it as a target. Cleaning such strings is the data's business, not the template's."""
+        body = (int(Segment.INSTRUCTION), int(Segment.TEXT))
+        found = [i for i, seg in zip(ids, segs, strict=True) if seg in body and i in self.special_ids]
+        if found:
+            self._warned_special = True
+            log.warning(
+                "a text holds the special-token string %r of the tokenizer: it is tokenized as that control token "
+                "(as Hugging Face chat templates and sentence-transformers do); clean such strings from the data if "
+                "they are not meant as control tokens (warned once)",
+                self.tokenizer.convert_ids_to_tokens(found[0]),
+            )
 
     def _assemble(self, ids: list[int], segs: list[int], max_length: int) -> Encoded:
         """BOS + ids + EOS, with the body cut (from its end) to fit `max_length`."""

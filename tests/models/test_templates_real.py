@@ -148,3 +148,20 @@ def test_truncation_keeps_template_instruction_and_the_familys_eos(
         last_text = len(full.segments) - full.segments[::-1].index(X)
         assert enc.input_ids == full.input_ids[: last_text - n_cut] + full.input_ids[last_text:]
         assert [s for s in enc.segments if s != X] == [s for s in full.segments if s != X]
+
+
+@pytest.mark.parametrize(("name", "folder"), CASES)
+def test_a_special_token_string_in_a_text_is_warned_once(
+    name: str, folder: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A body's "<|eot_id|>" / "<|im_end|>" / "</s>" is parsed as that control token (an EOS mid-text, a Stage I
+    target), as chat templates and sentence-transformers parse it: bireco says so instead of staying silent."""
+    pooled = FAMILIES[name][1]
+    bound = template(name).bind(tokenizer(folder))
+    with caplog.at_level("WARNING", logger="bireco.models.templates"):
+        bound.encode_batch(TEXTS, [INSTRUCTIONS[1]] * len(TEXTS))  # the template's own special tokens: no warning
+        assert not caplog.records
+        [enc] = bound.encode_batch([f"a web text with {pooled} inside"])
+        bound.encode_batch([f"and again {pooled}"])
+    assert enc.input_ids.count(bound.eos_id) == 2  # what the warning is about
+    assert len(caplog.records) == 1 and repr(pooled) in caplog.records[0].getMessage()
