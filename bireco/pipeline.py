@@ -8,8 +8,10 @@ from its `last.ckpt`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from bireco.errors import ConfigError, UserError
 from bireco.factory import build_trainer_and_module
 from bireco.lit.anchor_gain import AnchorGainMonitor
 from bireco.lit.compute import ComputeReport
-from bireco.lit.fault_tolerance import Preempted, PreemptionCheckpoint
+from bireco.lit.fault_tolerance import Interrupted, Preempted, PreemptionCheckpoint
 from bireco.lit.reconstruction_score import ReconstructionScore
 from bireco.models.backbone import save_artifact
 from bireco.models.prompts import training_prompts
@@ -158,6 +160,14 @@ def run_stage(
                 metrics.update({k: float(v) for k, v in result.items()})
     except SIGTERMException as e:
         stop = Preempted(name, stage_dir / "checkpoints" / "last.ckpt")
+        log.warning(stop.message)
+        raise stop from e
+    except SystemExit as e:
+        if not trainer.interrupted:
+            raise
+        stop = Interrupted(name, latest_checkpoint(stage_dir))  # Lightning's exit after a KeyboardInterrupt
+        with contextlib.suppress(ValueError):  # Lightning left Ctrl-C ignored (a notebook or test goes on)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         log.warning(stop.message)
         raise stop from e
     finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bireco.lit.fault_tolerance import FAULT_ENV, Preempted
+from bireco.lit.fault_tolerance import FAULT_ENV, Interrupted, Preempted
 from bireco.pipeline import DONE_FILE, run_pipeline
 from tests.helpers import artifact_weights, compose_cfg, logged_train_losses
 
@@ -101,6 +101,21 @@ def test_sigterm_in_stage1_saves_a_checkpoint_and_the_rerun_matches(uninterrupte
     _assert_same_run(tmp_path, uninterrupted)
     # the compute report of the resumed stage covers the steps it ran itself
     assert json.loads((s1 / DONE_FILE).read_text())["compute"]["steps"] == 5 - 3
+
+
+def test_ctrl_c_says_how_to_resume_and_the_rerun_matches(
+    uninterrupted: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ctrl-C (SIGINT) ended in Lightning's silent exit 1; now 130, and the line naming the checkpoint to resume."""
+    with caplog.at_level("WARNING"), pytest.raises(Interrupted) as stop:
+        _run(tmp_path, fault="contrastive:3:SIGINT")
+    ckpt = tmp_path / "stages" / STAGES[1] / "checkpoints" / "last.ckpt"
+    assert stop.value.code == 128 + signal.SIGINT and stop.value.stage == "contrastive"
+    assert f"stage 'contrastive' interrupted (Ctrl-C); rerun the same command to resume from {ckpt}" in caplog.text
+    assert torch.load(ckpt, weights_only=False)["global_step"] == 2  # the periodic save: none on Ctrl-C
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Lightning had left Ctrl-C ignored
+    _run(tmp_path)
+    _assert_same_run(tmp_path, uninterrupted)
 
 
 def test_sigkill_in_stage2_lora_resumes_from_the_last_checkpoint(uninterrupted: Path, tmp_path: Path) -> None:

@@ -55,6 +55,18 @@ class Preempted(SystemExit):
         self.message = f"stage '{stage}' preempted (SIGTERM); rerun the same command to resume from {checkpoint}"
 
 
+class Interrupted(SystemExit):
+    """The run stopped on Ctrl-C (SIGINT; Lightning tears down and exits 1, silently): exits 130 (128 + SIGINT)
+    with the line that says how to resume and from which checkpoint (the last periodic one: none is saved on
+    Ctrl-C)."""
+
+    def __init__(self, stage: str, checkpoint: Path | None) -> None:
+        super().__init__(128 + signal.SIGINT)
+        self.stage = stage
+        where = f"from {checkpoint}" if checkpoint else "from the stage's start (no checkpoint was written yet)"
+        self.message = f"stage '{stage}' interrupted (Ctrl-C); rerun the same command to resume {where}"
+
+
 def _at_step_boundary(trainer: L.Trainer) -> bool:
     """True right after an optimizer step: no half-accumulated gradient would be lost by stopping here."""
     done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
