@@ -99,7 +99,7 @@ EXPECTED_MD = """\
 |  | ↳ paper | 53.62 | 57.63 | 43.19 | 85.77 | 74.51 | 82.74 | 31.61 | 62.86 |  |
 | tiny | bireco | 41.95 | — | — | — | — | 60.50 | — | 51.23 | one seed (42) |
 
-mean ± sd over seeds; Δ = pipeline − baseline with a paired 95% bootstrap interval (seeds, then the column's tasks, resampled); † the interval includes 0.
+mean ± sd over seeds; Δ = pipeline − baseline with a paired 95% bootstrap interval (seeds, then the column's tasks, resampled; none from fewer than 5 seed × task pairs); † the interval includes 0.
 """
 
 
@@ -562,3 +562,20 @@ def test_a_sweep_job_refused_before_its_config_is_its_own_failed_row(
     [run] = collect_runs([tmp_path / "sweep"], expect=["tiny:bireco"])
     assert (run.model, run.pipeline, run.seed, run.status) == ("tiny", "bireco", 1, "failed")
     assert "mask_duplicates" in run.reason
+
+
+@pytest.mark.parametrize(("n_tasks", "shown"), [(2, False), (4, False), (5, True)])
+def test_a_delta_from_fewer_than_five_pairs_gets_no_interval(tmp_path: Path, n_tasks: int, shown: bool) -> None:
+    """One seed and two STS tasks printed "−1.66 [−2.83, −0.49]" without †: the two differences' range, read as
+    a 95% interval."""
+    for pipeline, shift in (("baseline", 0.0), ("bireco", -1.0)):
+        run = _run(tmp_path / pipeline, "tiny", pipeline, ["contrastive"])
+        tasks = {
+            f"t{i}": {"category": "STS", "main_score": 50.0 + i + shift * (1 + i), "metric": "m"}
+            for i in range(n_tasks)
+        }
+        summary = {"tasks": tasks, "categories": {"STS": 50.0}, "average": 50.0, "settings": {}}
+        (run / "eval").mkdir()
+        (run / "eval" / "summary.json").write_text(json.dumps(summary))
+    [delta] = [r for r in build_rows(collect_runs([tmp_path]), {}) if r.kind == "delta"]
+    assert (delta.intervals["Avg"] is not None) == shown and (delta.intervals["STS"] is not None) == shown

@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable
 
 from bireco.results.records import COLUMNS
+from bireco.results.stats import MIN_PAIRS
 from bireco.results.table import Row
 
 LABELS = {"paper": "↳ paper", "ours_minus_paper": "↳ ours − paper"}
@@ -41,7 +42,7 @@ def _cells(row: Row, minus: str = "-", pm: str = "±", dagger: str = INCLUDES_ZE
 
 LEGEND = (
     "mean ± sd over seeds; Δ = pipeline − baseline with a paired 95% bootstrap interval (seeds, then the column's "
-    f"tasks, resampled); {INCLUDES_ZERO} the interval includes 0."
+    f"tasks, resampled; none from fewer than {MIN_PAIRS} seed × task pairs); {INCLUDES_ZERO} the interval includes 0."
 )
 
 

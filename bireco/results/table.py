@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bireco.results.records import COLUMNS, RunRecord, Scores, TableInputError, select_runs
-from bireco.results.stats import PairedDelta, paired_bootstrap, spread
+from bireco.results.stats import MIN_PAIRS, PairedDelta, paired_bootstrap, spread
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +162,13 @@ def build_rows(runs: list[RunRecord], paper: dict[tuple[str, str], Scores]) -> l
             common = sorted({r.seed for r in ok} & {r.seed for r in base} - {None})
             pairs = [(a, b) for a in ok for b in base if a.seed == b.seed]
             # the point is the difference of the row means over the common seeds; the interval resamples their
-            # seeds and the column's tasks (one seed and one task leave nothing to resample: no interval)
+            # seeds and the column's tasks; from fewer than MIN_PAIRS seed × task pairs a percentile bootstrap is
+            # only the range of those few differences, so no interval is shown
             delta = {c: _mean_diff(pairs, c) for c in COLUMNS}
             intervals = {c: paired_delta(ok, base, c) for c in COLUMNS}
-            intervals = {c: d if d is not None and d.seeds * d.units > 1 else None for c, d in intervals.items()}
+            intervals = {
+                c: d if d is not None and d.seeds * d.units >= MIN_PAIRS else None for c, d in intervals.items()
+            }
             label = f"Δ {pipeline} − baseline"
             note = f"paired over {len(common)} seed{'s' if len(common) != 1 else ''} and the tasks"
             rows.append(Row("delta", model, label, delta, note, intervals=intervals, seeds=common))
