@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import pickle
 import sys
 import warnings
 from collections.abc import Iterator
@@ -279,10 +280,16 @@ def _checkpoint_kind(checkpoint: Path) -> str:
     )
 
 
+# what torch's and DeepSpeed's readers raise on damaged or truncated files (a zip without its directory, a pickle
+# cut short, a missing shard); anything else (an AttributeError of a library version) is a bug and keeps its traceback
+UNREADABLE = (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, AssertionError)
+
+
 @contextlib.contextmanager
 def _quiet_checkpoint_reader() -> Iterator[None]:
     """torch's checkpoint reader logs each failed metadata read with its traceback on the root logger before it
-    raises; the one line of `NotConsolidable` says why instead."""
+    raises; the one line of `NotConsolidable` says why instead. Every record of torch.distributed.checkpoint is
+    held back while it reads (its warnings too)."""
 
     def keep(record: logging.LogRecord) -> bool:
         return "distributed/checkpoint" not in record.pathname.replace("\\", "/")
@@ -295,12 +302,18 @@ def _quiet_checkpoint_reader() -> Iterator[None]:
         root.removeFilter(keep)
 
 
-def _first_line(e: BaseException) -> str:
-    """`Type: first line` of an exception; for torch's CheckpointException, of the first rank's own failure."""
+def _rank_failure(e: BaseException) -> BaseException:
+    """The first rank's own exception inside torch's CheckpointException (`e` itself otherwise)."""
     failures = getattr(e, "failures", None)
     if isinstance(failures, dict) and failures:
         first = next(iter(failures.values()))
-        e = first[0] if isinstance(first, tuple) else first
+        return first[0] if isinstance(first, tuple) else first
+    return e
+
+
+def _first_line(e: BaseException) -> str:
+    """`Type: first line` of an exception; for torch's CheckpointException, of the first rank's own failure."""
+    e = _rank_failure(e)
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
@@ -313,8 +326,8 @@ def consolidate(checkpoint: str | Path, out_file: str | Path) -> Path:
     `zero_to_fp32` (through Lightning) for ZeRO. Run it on one machine, without a process group. What is not such
     a folder (a missing path, a single file, any other folder, told apart by its contents before a converter reads
     it, or damaged so that the converter cannot read it), or an `out_file` that is a folder, raises
-    `NotConsolidable` (a `UserError`) naming the path; `out_file`
-    is written to a temporary file renamed into place, so it appears whole or not at all.
+    `NotConsolidable` (a `UserError`) naming the path; `out_file` is written to a temporary file renamed into
+    place, so it appears whole or not at all.
     """
     checkpoint, out_file = Path(checkpoint), Path(out_file)
     kind = _checkpoint_kind(checkpoint)
@@ -331,7 +344,7 @@ def consolidate(checkpoint: str | Path, out_file: str | Path) -> Path:
 
             try:
                 convert_zero_checkpoint_to_fp32_state_dict(str(checkpoint), str(tmp))
-            except Exception as e:  # DeepSpeed's reader on damaged files
+            except UNREADABLE as e:  # DeepSpeed's reader on damaged files
                 raise NotConsolidable(
                     f"{checkpoint}: the DeepSpeed checkpoint cannot be read ({_first_line(e)})"
                 ) from e
@@ -344,7 +357,9 @@ def consolidate(checkpoint: str | Path, out_file: str | Path) -> Path:
             try:
                 with _quiet_checkpoint_reader():
                     loaded = _load_distributed_checkpoint(checkpoint)
-            except (Exception, CheckpointException) as e:  # a damaged folder (CheckpointException: a BaseException)
+            except (CheckpointException, *UNREADABLE) as e:  # CheckpointException: a BaseException around a rank's
+                if isinstance(e, CheckpointException) and not isinstance(_rank_failure(e), UNREADABLE):
+                    raise
                 raise NotConsolidable(f"{checkpoint}: the sharded checkpoint cannot be read ({_first_line(e)})") from e
             if "model" not in loaded:
                 raise NotConsolidable(

@@ -150,6 +150,7 @@ def run_stage(
     resume = latest_checkpoint(stage_dir)
     if resume is not None:
         log.info("stage '%s': resuming from %s", name, resume)
+    on_ctrl_c = signal.getsignal(signal.SIGINT)  # Lightning sets it to "ignore" when it meets a Ctrl-C
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
@@ -163,11 +164,11 @@ def run_stage(
         log.warning(stop.message)
         raise stop from e
     except SystemExit as e:
-        if not trainer.interrupted:
+        if not isinstance(e.__context__, KeyboardInterrupt):  # Lightning's sys.exit(1) after a Ctrl-C only
             raise
-        stop = Interrupted(name, latest_checkpoint(stage_dir))  # Lightning's exit after a KeyboardInterrupt
-        with contextlib.suppress(ValueError):  # Lightning left Ctrl-C ignored (a notebook or test goes on)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        stop = Interrupted(name, latest_checkpoint(stage_dir))
+        with contextlib.suppress(ValueError, TypeError):  # the handler from before (a notebook or test goes on)
+            signal.signal(signal.SIGINT, on_ctrl_c)
         log.warning(stop.message)
         raise stop from e
     finally:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,9 +75,9 @@ def read_artifact_meta(path: str | Path) -> dict[str, Any] | None:
     weights (the absolute `base` would name the old place, or fail once that is gone)."""
     meta = read_json(Path(path) / ARTIFACT_FILE)
     if meta and meta.get("base_in_run"):
-        here = Path(path) / meta["base_in_run"]
+        here = (Path(path) / meta["base_in_run"]).resolve()  # `..` as the file system does (symlinked folders)
         if (here / ARTIFACT_FILE).is_file():
-            meta = {**meta, "base": str(Path(os.path.normpath(here.absolute())))}
+            meta = {**meta, "base": str(here)}
     return meta
 
 
@@ -170,14 +171,15 @@ class Run:
     def finished_stages(self) -> list[Stage]:
         return [s for s in self.stages() if s.finished]
 
-    def find_stage(self, key: str | None) -> Stage:
-        """A finished stage by name (`reconstruction`) or folder (`0-reconstruction`); None = the last one."""
+    def find_stage(self, key: str | None, also: Sequence[str] = ()) -> Stage:
+        """A finished stage by name (`reconstruction`) or folder (`0-reconstruction`); None = the last one.
+        `also`: the caller's other accepted names, offered with the stages when `key` is none of them."""
         done = self.finished_stages()
         if not done:
             raise RunError(f"{self.path}: no finished stage (no {STAGES_DIR}/*/{DONE_FILE} with its artifact)")
         matches = [s for s in done if key in (None, s.name, s.folder)]
         if not matches:
-            choices = [s.name for s in done]
+            choices = [s.name for s in done] + list(also)
             raise RunError(f"{self.path}: no finished stage '{key}'; choose one of {choices}")
         return matches[-1]
 
@@ -185,11 +187,16 @@ class Run:
         """The last stage's artifact in this folder (a copied or moved run's own), else the recorded path."""
         results = self.finished_results()
         stages = list(results.get("stages") or [])
-        if stages:
-            own = self.stage(len(stages) - 1, stages[-1]).artifact
-            if (own / ARTIFACT_FILE).is_file():
-                return own
-        return Path(results["final_artifact"])
+        return (
+            self.stage_artifact(len(stages) - 1, stages[-1], results["final_artifact"])
+            if stages
+            else Path(results["final_artifact"])
+        )
+
+    def stage_artifact(self, index: int, name: str, recorded: str | Path) -> Path:
+        """Stage `index`'s artifact in this folder when it is there, else the path its record names."""
+        own = self.stage(index, name).artifact
+        return own if (own / ARTIFACT_FILE).is_file() else Path(recorded)
 
     def base(self) -> str | None:
         """What the first stage started from (hub name, folder or the tiny preset's cached warm-up)."""

@@ -122,3 +122,42 @@ def test_base_in_run_is_only_for_a_stage_of_the_same_run(tmp_path: Path) -> None
     }
     assert base_in_run(artifact, tmp_path / "hub-model") == {}
     assert base_in_run(artifact, "meta-llama/Llama-3.2-1B-Instruct") == {}
+
+
+def test_base_in_run_is_read_as_the_file_system_resolves_it(tmp_path: Path) -> None:
+    """Through a symlinked artifact folder `..` is the link target's parent: the base read back must be the
+    folder that was checked (normpath gave the textual path, which did not exist)."""
+    store = tmp_path / "store" / "stages"
+    (store / "0-reconstruction" / "artifact").mkdir(parents=True)
+    (store / "0-reconstruction" / "artifact" / "artifact.json").write_text(json.dumps({"kind": "full"}))
+    (store / "1-contrastive" / "artifact").mkdir(parents=True)
+    meta = {
+        "kind": "adapter",
+        "base": "/gone/0-reconstruction/artifact",
+        "base_in_run": "../../0-reconstruction/artifact",
+    }
+    (store / "1-contrastive" / "artifact" / "artifact.json").write_text(json.dumps(meta))
+    run = tmp_path / "run" / "stages" / "1-contrastive"
+    run.mkdir(parents=True)
+    (run / "artifact").symlink_to(store / "1-contrastive" / "artifact")  # only the artifact lives elsewhere
+    base = Path(read_artifact_meta(run / "artifact")["base"])
+    assert (base / "artifact.json").is_file() and base == (store / "0-reconstruction" / "artifact").resolve()
+
+
+def test_a_copied_run_resumes_from_its_own_stages(exported_run, tmp_path: Path) -> None:
+    """Stage II of a copy whose Stage I is done started from the record's `artifact`: the original's folder."""
+    import shutil
+
+    from bireco.pipeline import run_pipeline
+    from tests.helpers import compose_cfg
+
+    copy = tmp_path / "copy"
+    shutil.copytree(exported_run.run, copy)
+    shutil.rmtree(copy / "stages" / "1-contrastive")
+    (copy / "results.json").unlink()
+    done_before = (copy / "stages" / "0-reconstruction" / "stage_done.json").read_text()
+    quiet = ["stages.reconstruction.probe=false", "stages.contrastive.probe=false", "++trainer.limit_val_batches=0"]
+    run_pipeline(compose_cfg(["pipeline=bireco", *quiet]), copy)  # the fixture's config
+    assert (copy / "stages" / "0-reconstruction" / "stage_done.json").read_text() == done_before  # skipped
+    stage2 = json.loads((copy / "stages" / "1-contrastive" / "stage_done.json").read_text())
+    assert stage2["init_from"] == str(copy / "stages" / "0-reconstruction" / "artifact")

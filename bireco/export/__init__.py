@@ -189,7 +189,9 @@ def export_run(
         adapter = None
         if hf_adapter and final_meta.get("kind") == "adapter":
             adapter = write_adapter(final, tmp / "hf", out)
-        kinds = [(read_artifact_meta(r["artifact"]) or {}).get("kind", "") for r in results.get("stage_results", [])]
+        records = results.get("stage_results", [])
+        here = [Run(run_dir).stage_artifact(i, r["stage"], r["artifact"]) for i, r in enumerate(records)]
+        kinds = [(read_artifact_meta(a) or {}).get("kind", "") for a in here]
         base_hub = adapter["base"] if adapter and not adapter["base_exported"] else None
         record = {
             **provenance,

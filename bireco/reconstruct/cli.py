@@ -48,6 +48,13 @@ class StageWeights:
     max_length: int
 
 
+def _base_names(run: Run) -> list[str]:
+    """The names this command takes besides the stages: `base`, and `warmup` where the run's base is one."""
+    base = run.base()
+    meta = read_artifact_meta(base) if base and Path(base).is_dir() else None
+    return ["base", "warmup"] if (meta or {}).get("stage") == "warmup" else ["base"]
+
+
 def resolve_stage(run_dir: str | Path, stage: str | None) -> StageWeights:
     """The weights of `stage` in a pipeline run (see the module docstring for the accepted names)."""
     run = Run(run_dir)
@@ -63,10 +70,7 @@ def resolve_stage(run_dir: str | Path, stage: str | None) -> StageWeights:
                     "cache must still exist); use stage_name=base"
                 )
         else:
-            try:
-                found = run.find_stage(stage)
-            except RunError as e:  # find_stage knows the stages; this command also takes base and warmup
-                raise RunError(f"{e} (or base, warmup)" if "choose one of" in str(e) else str(e)) from None
+            found = run.find_stage(stage, also=_base_names(run))
             path, meta = str(found.artifact), read_artifact_meta(found.artifact)
             stage = stage or found.name
     except RunError as e:
