@@ -39,11 +39,16 @@ _folders_before: set[Path] = set()  # a hydra.run.dir= of the command line that 
 
 
 def hydra_app(
-    config_name: str, job: Callable[[DictConfig], Any], program: str, hints: dict[str, str] | None = None
+    config_name: str,
+    job: Callable[[DictConfig], Any],
+    program: str,
+    hints: dict[str, str] | None = None,
+    sweeps: bool = False,
 ) -> Callable[[], Any]:
     """A console entry point for `conf/<config_name>.yaml` that runs `job(cfg)`; a user error raised by the job
     is one line naming `program` (exit 2), anything else keeps its traceback. `hints`: key -> what to add to the
-    line when a command line naming that key does not compose (where Hydra's own suggestion misleads)."""
+    line when a command line naming that key does not compose (where Hydra's own suggestion misleads). `sweeps`:
+    the program is meant for `-m` sweeps (its `--help` offers them and the launcher group)."""
 
     @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
     def _main(cfg: DictConfig) -> Any:
@@ -66,11 +71,12 @@ def hydra_app(
 
         global _invoked_at  # read by discard_untouched_run_folder: what is older was not written by this command
         _invoked_at = time.time()  # before Hydra writes the run folder
+        _folders_before.clear()  # this invocation's only (a process may call several entry points)
         _folders_before.update(given_run_folders(sys.argv[1:]))
         console_environment()
         register()
         if wants_help(sys.argv[1:]):
-            return print_help(config_name, program, sys.argv[1:])
+            return print_help(config_name, program, sys.argv[1:], sweeps)
         check_composes(config_name, program, sys.argv[1:], hints or {})
         return _main()
 
@@ -78,12 +84,12 @@ def hydra_app(
     return entry
 
 
-def print_help(config_name: str, program: str, args: list[str]) -> None:
+def print_help(config_name: str, program: str, args: list[str], sweeps: bool) -> None:
     """`--help` / `-h`: this program's usage, groups and config (`bireco.app_help`), the overrides applied."""
     from hydra.errors import HydraException
 
     try:
-        sys.stdout.write(app_help(config_name, program, [a for a in args if not a.startswith("-")]))
+        sys.stdout.write(app_help(config_name, program, args, sweeps))
     except HydraException as e:
         fail(program, one_line(str(e)))
 
@@ -91,7 +97,8 @@ def print_help(config_name: str, program: str, args: list[str]) -> None:
 def check_composes(config_name: str, program: str, args: list[str], hints: dict[str, str]) -> None:
     """A command line that does not compose (an unknown key or group option, `seed=1,2` without `-m`) ends in one
     line, exit 2, before Hydra writes anything — Hydra's own report is several lines with exit 1. Only plain
-    `key=value` command lines are checked (flags such as `-m`, `--help`, `--cfg` are Hydra's to handle)."""
+    `key=value` command lines are checked (flags such as `-m`, `--cfg` are Hydra's to handle; `--help` is
+    `print_help`'s)."""
     if not args or any(a.startswith("-") for a in args):
         return
     from hydra import compose, initialize_config_dir
@@ -235,7 +242,7 @@ def train_job(cfg: DictConfig) -> float | None:
     return probe.get("mrr@10")  # the sweep objective (e.g. for optuna sweepers)
 
 
-train = hydra_app("train", train_job, "bireco-train")
+train = hydra_app("train", train_job, "bireco-train", sweeps=True)
 
 
 # --- bireco-eval --------------------------------------------------------------------------------------------
@@ -266,16 +273,24 @@ def eval_job(cfg: DictConfig) -> float | None:
     out = Path(hc.runtime.output_dir)
     log.info("summary: %s", out / "summary.json")
     if cfg.run_dir and not _same_folder(out, Path(cfg.run_dir) / "eval"):
-        run = cfg.run_dir
-        log.info("bireco-table %s reads %s/eval/summary.json: hydra.run.dir=%s/eval writes it there", run, run, run)
+        log.info("%s", table_hint(Path(cfg.run_dir), out))
     return summary["average"]
 
 
+def table_hint(run: Path, out: Path) -> str:
+    """How `bireco-table` finds an evaluation of `run` written into `out` (it reads `<run>/eval/` by default)."""
+    inside = out.resolve().is_relative_to(run.resolve())
+    if inside:  # e.g. make eval-shared's RUN/eval-shared
+        return f"bireco-table {run} --eval-subdir {out.resolve().relative_to(run.resolve())} reads this evaluation"
+    return f"bireco-table {run} reads {run}/eval/summary.json: hydra.run.dir={run}/eval writes it there"
+
+
 def _same_folder(a: Path, b: Path) -> bool:
+    """Whether two paths are one existing folder (symlinks, bind mounts and case-folding file systems included)."""
     return b.exists() and a.exists() and a.samefile(b)
 
 
-evaluate = hydra_app("eval", eval_job, "bireco-eval")
+evaluate = hydra_app("eval", eval_job, "bireco-eval", sweeps=True)
 
 
 # --- bireco-export / bireco-encode / bireco-audit -----------------------------------------------------------

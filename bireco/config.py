@@ -6,8 +6,9 @@ with its owner and is called from here: a loss's in its constructor, a stage's l
 LoRA settings in `bireco.stage_settings`, the model's in `bireco.models.settings`, the data's in
 `bireco.data.prepare`.
 
-`validate_config` reads only the composed config: it runs before any weights, tokenizer or data are touched,
-so a typo costs seconds, not a model load. Unknown *config group options* (`model=`, `template=`, `pooling=`,
+`validate_config` reads the composed config (and, for a local `model.pretrained`, whether that folder exists and
+its config.json's context): it runs before any weights, tokenizer or data are touched, so a typo costs seconds,
+not a model load. Unknown *config group options* (`model=`, `template=`, `pooling=`,
 `pipeline=`, ...) never get here: Hydra refuses them while composing and lists the available options.
 
 How the config says things, so "contradictory" has one meaning:

@@ -70,7 +70,9 @@ def describe(job: DictConfig) -> dict[str, Any]:
         entry.update({k: st.loss[k] for k in ("alpha", "scale", "anchor") if k in st.loss})
         if st.get("strategy") is not None:  # a stage's own strategy (7B/8B Stage I: FSDP) over trainer's
             strategy = st.strategy
-            entry["strategy"] = strategy if isinstance(strategy, str) else OmegaConf.to_container(strategy)
+            entry["strategy"] = (
+                strategy if isinstance(strategy, str) else OmegaConf.to_container(strategy, resolve=True)
+            )
         cache = st.get("grad_cache") or {}
         if cache.get("chunk_size") or cache.get("max_tokens"):
             entry["grad_cache"] = {k: v for k, v in cache.items() if k in ("chunk_size", "max_tokens") and v}

@@ -7,11 +7,11 @@ import sys
 import pytest
 
 import bireco.cli as cli
-from bireco.app_help import app_help, usage_lines
+from bireco.app_help import app_help, help_overrides, usage_lines
 
 
 def test_eval_help_lists_only_the_groups_bireco_eval_reads() -> None:
-    text = app_help("eval", "bireco-eval", [])
+    text = app_help("eval", "bireco-eval", [], sweeps=True)
     assert text.startswith("bireco-eval (conf/eval.yaml)\n\n  Evaluate with mteb:")
     groups = text.split("== Configuration groups (group=option; [chosen]) ==\n")[1].split("\n\n")[0].splitlines()
     assert [g.partition(":")[0] for g in groups] == ["eval", "hydra/launcher", "model", "pooling", "template"]
@@ -21,12 +21,21 @@ def test_eval_help_lists_only_the_groups_bireco_eval_reads() -> None:
 
 
 def test_the_command_line_is_applied() -> None:
-    text = app_help("train", "bireco-train", ["model=stories260k", "pipeline=baseline", "seed=7"])
-    assert "model: llama3.1-8b, llama3.2-1b, llama3.2-3b, mistral-7b, qwen2.5-1.5b, [stories260k], tiny" in text
-    assert "pipeline: anchor_control, [baseline], baseline_budget, bireco" in text
+    text = app_help("train", "bireco-train", ["model=stories260k", "pipeline=baseline", "seed=7"], sweeps=True)
+    [model_line] = [line for line in text.splitlines() if line.startswith("model: ")]
+    assert "[stories260k]" in model_line and " tiny" in model_line and "[tiny]" not in model_line
+    [pipeline_line] = [line for line in text.splitlines() if line.startswith("pipeline: ")]
+    assert "[baseline]" in pipeline_line and " bireco" in pipeline_line
     assert "experiment: demo, paper_table, reproduce_tiny  (none chosen)" in text
     assert "\nseed: 7\n" in text and "  name: stories260k\n" in text
     assert "stage@stages.reconstruction: contrastive, [reconstruction], warmup" in text
+
+
+def test_flags_and_their_values_are_not_overrides_and_a_sweep_shows_its_first_job() -> None:
+    """`-m seed=1,2 --help` said "add --multirun" (it was there); `--cfg job --help` read `job` as an override."""
+    text = app_help("train", "bireco-train", ["-m", "seed=1,2", "--cfg", "job", "-cn", "train", "--help"], True)
+    assert "== Sweep: seed=1,2 (the config below is its first job) ==" in text and "\nseed: 1\n" in text
+    assert help_overrides(["--cfg", "job", "pipeline=baseline", "-m", "--help"]) == (["pipeline=baseline"], [])
 
 
 def test_a_program_without_sweeps_offers_no_launcher_and_no_m() -> None:

@@ -176,6 +176,13 @@ def test_bireco_eval_of_a_run_says_where_the_table_looks(
     assert f"bireco-table {run} reads {run}/eval/summary.json: hydra.run.dir={run}/eval writes it there" in job_log
 
 
+def test_an_evaluation_inside_the_run_is_named_by_its_subfolder(tmp_path: Path) -> None:
+    """make eval-shared writes RUN/eval-shared on purpose: the hint is --eval-subdir, not to overwrite RUN/eval."""
+    (tmp_path / "run" / "eval-shared").mkdir(parents=True)
+    hint = cli.table_hint(tmp_path / "run", tmp_path / "run" / "eval-shared")
+    assert hint == f"bireco-table {tmp_path / 'run'} --eval-subdir eval-shared reads this evaluation"
+
+
 @pytest.mark.usefixtures("hydra_logging_restored")
 @pytest.mark.parametrize("program", ["train", "evaluate"])
 def test_a_mistyped_model_folder_is_one_line(

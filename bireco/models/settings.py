@@ -17,6 +17,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 PATH_PREFIXES = ("/", "./", "../", "~")  # a name written as a path, never a hub repository
 
 log = logging.getLogger(__name__)
+_warned_context: set[tuple[str, int]] = set()  # validation runs more than once per run: one warning each
 
 
 def local_or_hub_name(name: str, key: str = "model.pretrained") -> str:
@@ -40,7 +41,8 @@ def _warn_past_context(m: DictConfig, folder: Path) -> None:
         context = json.loads((folder / "config.json").read_text()).get("max_position_embeddings")
     except (OSError, ValueError):
         return
-    if isinstance(context, int) and m.max_length > context:
+    if isinstance(context, int) and m.max_length > context and (str(folder), m.max_length) not in _warned_context:
+        _warned_context.add((str(folder), m.max_length))
         log.warning(
             "model.max_length=%d exceeds %s's max_position_embeddings=%d: longer texts run positions the model "
             "was not trained on",

@@ -125,6 +125,8 @@ class BoundTemplate:
         decoder = getattr(tokenizer, "added_tokens_decoder", {}) or {}
         self.special_ids = frozenset(int(i) for i, tok in decoder.items() if getattr(tok, "special", False))
         self._warned_special = False
+        own = tokenizer(self.joined("x")[0], add_special_tokens=False)["input_ids"]
+        self._own_specials = sum(map(self.special_ids.__contains__, own))  # the prefix's and suffix's own
 
     def joined(self, text: str, instruction: str | None = None, separator: str | None = None) -> tuple[str, list[int]]:
         """The string that is tokenized, and where its pieces end: [prefix, instruction + separator, text]."""
@@ -168,8 +170,8 @@ class BoundTemplate:
         out = []
         for ids, offsets, (_, ends) in zip(enc["input_ids"], enc["offset_mapping"], joined, strict=True):
             segs = [_segment_of(start, end, ends) for start, end in offsets]
-            if not self._warned_special and self.special_ids:
-                self._warn_special_in_body(ids, segs)
+            if not self._warned_special and sum(map(self.special_ids.__contains__, ids)) > self._own_specials:
+                self._warn_special_in_body(ids, segs)  # more special ids than the template's own: find them
             out.append(self._assemble(list(ids), segs, max_length))
         return out
 
@@ -183,6 +185,10 @@ class BoundTemplate:
         found = [i for i, seg in zip(ids, segs, strict=True) if seg in body and i in self.special_ids]
         if found:
             self._warned_special = True
+            from bireco.distributed import is_global_zero
+
+            if not is_global_zero():  # every rank and loader worker meets the row: rank 0 says it
+                return
             log.warning(
                 "a text holds the special-token string %r of the tokenizer: it is tokenized as that control token "
                 "(as Hugging Face chat templates and sentence-transformers do); clean such strings from the data if "

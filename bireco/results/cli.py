@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bireco.console import fail
 from bireco.results import plots
-from bireco.results.compare import collect, machine, render
+from bireco.results.compare import SeedRun, collect, machine, render
 from bireco.results.reconstruction import reconstruction_scores, reconstruction_table
 from bireco.results.records import TableInputError, collect_runs, find_run_dirs, select_runs
 from bireco.results.render import render_csv, render_latex, render_markdown
@@ -133,11 +133,13 @@ def log_table_to_wandb(out: Path, project: str, group: str) -> None:
 
 
 def report(root: str | Path) -> str:
-    """The whole printed report of the runs under `root` (TableInputError when there is no finished run)."""
+    """The whole printed report of the runs under `root`: TableInputError when there is no finished run, RunError
+    when a run's record cannot be read."""
     return _report_text(root, collect(root))
 
 
-def _report_text(root: str | Path, runs: dict) -> str:
+def _report_text(root: str | Path, runs: dict[str, dict[int, SeedRun]]) -> str:
+    """The report of `runs` (pipeline -> seed -> run) collected under `root`."""
     if not runs:
         raise TableInputError(f"no finished run (results.json) under {root}")
     text = f"Machine: {machine()}\n\n" + render(runs)

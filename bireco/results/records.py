@@ -19,7 +19,8 @@ from bireco.runs import CONFIG_FILE, FAILED_FILE, RESULTS_FILE, SUMMARY_FILE, Ru
 
 
 class TableInputError(UserError, ValueError):
-    """What `bireco-table` was given cannot make a table (an absent folder, a bad --expect or paper table)."""
+    """What `bireco-table` / `bireco-report` was given cannot make a table or report (an absent folder, no run in
+    it, a bad --expect or paper table)."""
 
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class RunRecord:
     scores: Scores = field(default_factory=dict)
     seed: int | None = None
     tasks: dict[str, tuple[str, float]] = field(default_factory=dict)  # task -> (column, main score)
+    trained: bool = False  # training finished (results.json), whatever the evaluation's state
 
 
 def find_run_dirs(root: Path, max_depth: int = 3) -> list[Path]:
@@ -88,7 +90,7 @@ def read_run(run_dir: Path, eval_subdir: str = "eval") -> RunRecord:
         return RunRecord(model, pipeline, "ok", "", run_dir, scores, seed, tasks)
     if (run_dir / RESULTS_FILE).is_file():
         reason = f"no {eval_subdir}/{SUMMARY_FILE} (training finished)"
-        return RunRecord(model, pipeline, "missing", reason, run_dir, seed=seed)
+        return RunRecord(model, pipeline, "missing", reason, run_dir, seed=seed, trained=True)
     done = sum(1 for s in Run(run_dir).stages() if s.done is not None)
     progress = f"; {done}/{len(stages)} stages done" if stages else ""
     reason = f"no results.json (training did not finish{progress})"
@@ -117,7 +119,7 @@ def collect_runs(
             log.warning("%s: no run directory found (looked for run folders up to 3 levels down)", p)
         dirs.update({d.resolve(): None for d in found})
     runs = [_read_run_safely(d, eval_subdir) for d in dirs]
-    unevaluated = [r.path for r in runs if r.status == "missing" and r.reason.endswith("(training finished)")]
+    unevaluated = [r.path for r in runs if r.status == "missing" and r.trained]
     if unevaluated:  # bireco-eval writes into its own Hydra folder unless told where
         log.warning(
             "%d finished run(s) have no %s/%s, e.g. %s: bireco-eval run_dir=RUN hydra.run.dir=RUN/%s writes it there",

@@ -8,8 +8,7 @@ import math
 from collections.abc import Callable
 
 from bireco.results.records import COLUMNS
-from bireco.results.stats import MIN_PAIRS
-from bireco.results.table import Row
+from bireco.results.table import MIN_PAIRS, Row
 
 LABELS = {"paper": "↳ paper", "ours_minus_paper": "↳ ours − paper"}
 TEX_LABELS = {"paper": "paper", "ours_minus_paper": "ours $-$ paper"}

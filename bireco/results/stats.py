@@ -12,9 +12,6 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-MIN_PAIRS = 5  # paired units (seeds × tasks) below which a table shows no interval: 2 seeds × 1 task "resampled"
-# is only the range of two differences
-
 
 @dataclass(frozen=True)
 class Spread:

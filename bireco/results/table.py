@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bireco.results.records import COLUMNS, RunRecord, Scores, TableInputError, select_runs
-from bireco.results.stats import MIN_PAIRS, PairedDelta, paired_bootstrap, spread
+from bireco.results.stats import PairedDelta, paired_bootstrap, spread
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,10 @@ def _diff(a: Scores, b: Scores) -> Scores:
 def _task_units(r: RunRecord, col: str) -> dict[str, float]:
     """Task -> score of the tasks behind one column (all tasks for Avg): the units a Δ interval resamples."""
     return {t: v for t, (c, v) in r.tasks.items() if col == "Avg" or c == col}
+
+
+# seed × task pairs below which a Δ shows no interval (2 seeds × 1 task "resampled" is only their two differences)
+MIN_PAIRS = 5
 
 
 def paired_delta(a: list[RunRecord], b: list[RunRecord], col: str) -> PairedDelta | None:
