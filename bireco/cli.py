@@ -36,6 +36,7 @@ log = logging.getLogger("bireco")
 
 _invoked_at = float("inf")  # when this process's console entry point began (unset: nothing is ever discarded)
 _folders_before: set[Path] = set()  # a hydra.run.dir= of the command line that existed before it: never removed
+_sweep_jobs: list[bool] = []  # this process's sweep jobs (the basic launcher runs them here): finished or not
 
 
 def hydra_app(
@@ -73,15 +74,28 @@ def hydra_app(
         _invoked_at = time.time()  # before Hydra writes the run folder
         _folders_before.clear()  # this invocation's only (a process may call several entry points)
         _folders_before.update(given_run_folders(sys.argv[1:]))
+        _sweep_jobs.clear()
         console_environment()
         register()
         if wants_help(sys.argv[1:]):
             return print_help(config_name, program, sys.argv[1:], sweeps)
         check_composes(config_name, program, sys.argv[1:], hints or {})
-        return _main()
+        out = _main()
+        exit_if_every_job_failed(program)
+        return out
 
     entry.__doc__ = f"`{program}` (conf/{config_name}.yaml)."
     return entry
+
+
+def exit_if_every_job_failed(program: str) -> None:
+    """A sweep whose jobs all failed or were refused ends with exit status 1 and one line (each job's failure is
+    its own failed.json and log line); one with any finished job exits 0, its table shows the failures. Jobs a
+    launcher runs in other processes (submitit, SLURM) are not counted here: their own exit statuses are theirs."""
+    if _sweep_jobs and not any(_sweep_jobs):
+        line = f"{program}: error: every job of the sweep failed or was refused ({len(_sweep_jobs)}; see their logs)"
+        print(line, file=sys.stderr)
+        raise SystemExit(1)
 
 
 def print_help(config_name: str, program: str, args: list[str], sweeps: bool) -> None:
@@ -200,6 +214,7 @@ def train_job(cfg: DictConfig) -> float | None:
         if not multirun:
             raise
         log.error("job refused, nothing written (the sweep goes on): %s", e)
+        _sweep_jobs.append(False)
         return None
     (out / FAILED_FILE).unlink(missing_ok=True)
     try:
@@ -207,6 +222,7 @@ def train_job(cfg: DictConfig) -> float | None:
             check_override_types("train", hc.overrides.task, hc.overrides.hydra)
         results = run_pipeline(cfg, out)
         if not is_global_zero():  # under DDP the other ranks are done: rank 0 evaluates on its own device
+            _sweep_jobs.append(True)
             return None
         if cfg.eval.kind != "none":
             from bireco.eval.runner import evaluate_run
@@ -232,11 +248,14 @@ def train_job(cfg: DictConfig) -> float | None:
             log.exception("job failed (recorded in %s); the sweep goes on", out / FAILED_FILE)
         else:  # the user's to fix: the line, not a traceback
             log.error("job refused: %s (recorded in %s); the sweep goes on", line, out / FAILED_FILE)
+        _sweep_jobs.append(False)
         return None
     finally:
         finish_wandb()  # one failed sweep job must not leave a dangling run that breaks the next
         if not multirun:
             release_process_group()
+    if multirun:
+        _sweep_jobs.append(True)
     probe = results.get("probe") or {}
     log.info("final probe: %s", probe)
     return probe.get("mrr@10")  # the sweep objective (e.g. for optuna sweepers)

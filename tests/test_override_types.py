@@ -116,7 +116,9 @@ def test_a_sweep_job_with_a_wrongly_typed_value_is_recorded_as_failed(
     monkeypatch.setattr(
         sys, "argv", ["bireco-train", "-m", "seed=abc", f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=job"]
     )
-    cli.train()
+    with pytest.raises(SystemExit) as info:  # its only job was refused: the sweep as a whole fails
+        cli.train()
+    assert info.value.code == 1
     failed = json.loads((tmp_path / "job" / "failed.json").read_text())
     assert failed["error"] == "OverrideTypeError: seed=abc: must be a whole number (default 42)"
     # the log says it in one line (Hydra's console log): a traceback for the user's typo read like a crash

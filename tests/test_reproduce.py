@@ -80,11 +80,27 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, bireco_
         ["-m", "pipeline=baseline", "stages.contrastive.max_steps=0,3", f"hydra.sweep.dir={sweep}", *fast],
         bireco_cache,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-3000:]  # one job finished: the table shows the other's failure
     failed = list(sweep.rglob("failed.json"))
     done = list(sweep.rglob("results.json"))
     assert len(failed) == 1 and len(done) == 1
     assert "max_steps must be a positive number" in json.loads(failed[0].read_text())["error"]
+
+
+@pytest.mark.integration
+def test_a_sweep_whose_every_job_fails_exits_1(tmp_path: Path, bireco_cache: str) -> None:
+    """It exited 0, so a script (or CI) running a sweep could not tell that nothing was trained."""
+    sweep = tmp_path / "sweep"
+    fast = [o for o in FAST if not o.startswith("stages.contrastive.max_steps")]
+    proc = _train(
+        ["-m", "pipeline=baseline", "stages.contrastive.max_steps=0,-1", f"hydra.sweep.dir={sweep}", *fast],
+        bireco_cache,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "bireco-train: error: every job of the sweep failed or was refused (2; see their logs)"
+    )
+    assert len(list(sweep.rglob("failed.json"))) == 2
 
 
 @pytest.mark.integration
