@@ -110,6 +110,18 @@ def stage_config_hash(cfg: DictConfig, name: str) -> str:
     return sha256_text(json.dumps(relevant, sort_keys=True, default=str))
 
 
+def data_files_stamp(cfg: DictConfig) -> str | None:
+    """Names, sizes and modification times of the training (and validation) files a `data.path` names, hashed;
+    None for generated data (its content is in the tiny cache's key). Files edited in place under the same path
+    leave the config hash as it was, so a finished stage would be reused without a word: this tells them apart."""
+    paths = [cfg.data.get(k) for k in ("path", "val_path")]
+    files = [f for p in paths if p and Path(str(p)).exists() for f in list_row_files(str(p))]
+    if not files:
+        return None
+    stats = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]  # names: the data may move
+    return sha256_text(json.dumps(stats))
+
+
 def finished(stage_dir: Path, config_hash: str) -> bool:
     """A stage counts as done only if its marker (written last) and its artifact are both there."""
     marker = stage_dir / DONE_FILE
@@ -142,9 +154,18 @@ def run_stage(
 ) -> dict[str, Any]:
     """Train one stage from `init_from` into `stage_dir`; returns the record stored in its done marker."""
     config_hash = config_hash or stage_config_hash(cfg, name)
+    stamp = data_files_stamp(cfg)
     if finished(stage_dir, config_hash):
         log.info("stage '%s' already finished in %s: skipping", name, stage_dir)
-        return json.loads((stage_dir / DONE_FILE).read_text())
+        done = json.loads((stage_dir / DONE_FILE).read_text())
+        if done.get("data_files") and stamp and done["data_files"] != stamp:
+            log.warning(
+                "stage '%s' in %s was trained before the data files under data.path changed (size or time): its "
+                "result is the old data's; train on the new data in another run folder (hydra.run.dir=...)",
+                name,
+                stage_dir,
+            )
+        return done
     L.seed_everything(cfg.seed, workers=True)
     trainer, module, datamodule, probe = build_trainer_and_module(cfg, name, init_from, stage_dir, data, run_name)
     resume = latest_checkpoint(stage_dir)
@@ -184,6 +205,7 @@ def run_stage(
             record = {
                 "stage": name,
                 "config_hash": config_hash,
+                "data_files": stamp,  # sizes and times of data.path's files: an in-place edit is warned on reuse
                 "init_from": init_from,
                 "artifact": str(artifact),
                 "steps": trainer.global_step,

@@ -119,3 +119,36 @@ def test_rerun_with_another_config_in_the_same_dir_is_refused(bireco_run) -> Non
 
     with pytest.raises(RunFolderTaken, match="finished with another configuration"):
         run_pipeline(compose_cfg(["pipeline=bireco", "stages.reconstruction.loss.alpha=0.3"]), out)
+
+
+def test_a_finished_stage_reused_after_its_data_files_changed_is_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The config hash covers data.path, not the files: an in-place edit reused the finished stage silently."""
+    import json
+    import os
+
+    from bireco.pipeline import data_files_stamp, run_stage, stage_config_hash
+
+    data = tmp_path / "pairs"
+    data.mkdir()
+    rows = data / "qa.jsonl"
+    rows.write_text('{"query": "q", "positive": "d", "source": "qa"}\n')
+    cfg = compose_cfg(["data=local", f"data.path={data}", "pipeline=baseline"])
+    stage = tmp_path / "run" / "stages" / "0-contrastive"
+    (stage / "artifact").mkdir(parents=True)
+    (stage / "artifact" / "artifact.json").write_text("{}")
+    record = {
+        "stage": "contrastive",
+        "config_hash": stage_config_hash(cfg, "contrastive"),
+        "data_files": data_files_stamp(cfg),
+    }
+    (stage / "stage_done.json").write_text(json.dumps(record))
+    with caplog.at_level("WARNING"):
+        run_stage(cfg, "contrastive", "base", stage, None, "run")  # same files: reused quietly
+        assert not caplog.records
+        rows.write_text(rows.read_text() * 2)
+        os.utime(rows, ns=(1, 1))
+        assert run_stage(cfg, "contrastive", "base", stage, None, "run")["data_files"] == record["data_files"]
+    assert "was trained before the data files under data.path changed" in caplog.text
+    assert data_files_stamp(compose_cfg(["pipeline=baseline"])) is None  # the generated world: its own cache key
