@@ -20,7 +20,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bireco.config import eval_dims, validate_config
-from bireco.data.formats import iter_rows, list_row_files
+from bireco.data.formats import DataFormatError, iter_rows, list_row_files
 from bireco.data.prepare import PreparedData, prepare_data
 from bireco.distributed import full_state_dict, is_global_zero, launched_as_many_processes
 from bireco.errors import ConfigError, UserError
@@ -115,7 +115,10 @@ def data_files_stamp(cfg: DictConfig) -> str | None:
     None for generated data (its content is in the tiny cache's key). Files edited in place under the same path
     leave the config hash as it was, so a finished stage would be reused without a word: this tells them apart."""
     paths = [cfg.data.get(k) for k in ("path", "val_path")]
-    files = [f for p in paths if p and Path(str(p)).exists() for f in list_row_files(str(p))]
+    try:
+        files = [f for p in paths if p and Path(str(p)).exists() for f in list_row_files(str(p))]
+    except DataFormatError:  # prepare_data has said so already; a stamp is no reason to fail
+        return None
     if not files:
         return None
     stats = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]  # names: the data may move
