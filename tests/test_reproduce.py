@@ -72,14 +72,17 @@ def _train(args: list[str], cache: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "bireco-train"), *args], env=env, capture_output=True, text=True, timeout=600)
 
 
+def _max_steps_sweep(values: str, sweep: Path, cache: str) -> subprocess.CompletedProcess:
+    """A baseline sweep over `stages.contrastive.max_steps=<values>` (0 and negatives are refused jobs)."""
+    fast = [o for o in FAST if not o.startswith("stages.contrastive.max_steps")]
+    args = ["-m", "pipeline=baseline", f"stages.contrastive.max_steps={values}", f"hydra.sweep.dir={sweep}", *fast]
+    return _train(args, cache)
+
+
 @pytest.mark.integration
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, bireco_cache: str) -> None:
     sweep = tmp_path / "sweep"
-    fast = [o for o in FAST if not o.startswith("stages.contrastive.max_steps")]
-    proc = _train(
-        ["-m", "pipeline=baseline", "stages.contrastive.max_steps=0,3", f"hydra.sweep.dir={sweep}", *fast],
-        bireco_cache,
-    )
+    proc = _max_steps_sweep("0,3", sweep, bireco_cache)
     assert proc.returncode == 0, proc.stderr[-3000:]  # one job finished: the table shows the other's failure
     failed = list(sweep.rglob("failed.json"))
     done = list(sweep.rglob("results.json"))
@@ -91,11 +94,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, bireco_
 def test_a_sweep_whose_every_job_fails_exits_1(tmp_path: Path, bireco_cache: str) -> None:
     """It exited 0, so a script (or CI) running a sweep could not tell that nothing was trained."""
     sweep = tmp_path / "sweep"
-    fast = [o for o in FAST if not o.startswith("stages.contrastive.max_steps")]
-    proc = _train(
-        ["-m", "pipeline=baseline", "stages.contrastive.max_steps=0,-1", f"hydra.sweep.dir={sweep}", *fast],
-        bireco_cache,
-    )
+    proc = _max_steps_sweep("0,-1", sweep, bireco_cache)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
         "bireco-train: error: every job of the sweep failed or was refused (2; see their logs)"
