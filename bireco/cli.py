@@ -171,16 +171,12 @@ def discard_untouched_run_folder() -> None:
 
 
 def run_identity(cfg: DictConfig) -> dict[str, Any]:
-    """model, pipeline and seed of a job's config, each None where it cannot be read (a bad interpolation)."""
+    """model, pipeline and seed of a job's config, each None where it cannot be read (what made the job fail may
+    be that very setting: a bad interpolation)."""
     from omegaconf import OmegaConf
 
-    out = {}
-    for field, key in (("model", "model.name"), ("pipeline", "pipeline.name"), ("seed", "seed")):
-        try:
-            out[field] = OmegaConf.select(cfg, key, default=None)
-        except Exception:  # what made the job fail may be this very setting
-            out[field] = None
-    return out
+    keys = {"model": "model.name", "pipeline": "pipeline.name", "seed": "seed"}
+    return {f: OmegaConf.select(cfg, k, default=None, throw_on_resolution_failure=False) for f, k in keys.items()}
 
 
 def train_job(cfg: DictConfig) -> float | None:
@@ -291,22 +287,20 @@ def eval_job(cfg: DictConfig) -> float | None:
         log.info("  %-20s %.2f", category, score)
     out = Path(hc.runtime.output_dir)
     log.info("summary: %s", out / "summary.json")
-    if cfg.run_dir and not _same_folder(out, Path(cfg.run_dir) / "eval"):
-        log.info("%s", table_hint(Path(cfg.run_dir), out))
+    hint = table_hint(Path(cfg.run_dir), out) if cfg.run_dir else None
+    if hint:
+        log.info("%s", hint)
     return summary["average"]
 
 
-def table_hint(run: Path, out: Path) -> str:
-    """How `bireco-table` finds an evaluation of `run` written into `out` (it reads `<run>/eval/` by default)."""
-    inside = out.resolve().is_relative_to(run.resolve())
-    if inside:  # e.g. make eval-shared's RUN/eval-shared
-        return f"bireco-table {run} --eval-subdir {out.resolve().relative_to(run.resolve())} reads this evaluation"
-    return f"bireco-table {run} reads {run}/eval/summary.json: hydra.run.dir={run}/eval writes it there"
-
-
-def _same_folder(a: Path, b: Path) -> bool:
-    """Whether two paths are one existing folder (symlinks, bind mounts and case-folding file systems included)."""
-    return b.exists() and a.exists() and a.samefile(b)
+def table_hint(run: Path, out: Path) -> str | None:
+    """How `bireco-table` finds an evaluation of `run` written into `out`; None where it reads by default
+    (`<run>/eval/`)."""
+    run_r, out_r = run.resolve(), out.resolve()
+    if not out_r.is_relative_to(run_r):
+        return f"bireco-table {run} reads {run}/eval/summary.json: hydra.run.dir={run}/eval writes it there"
+    sub = out_r.relative_to(run_r)
+    return None if sub == Path("eval") else f"bireco-table {run} --eval-subdir {sub} reads this evaluation"
 
 
 evaluate = hydra_app("eval", eval_job, "bireco-eval", sweeps=True)

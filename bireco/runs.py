@@ -187,11 +187,9 @@ class Run:
         """The last stage's artifact in this folder (a copied or moved run's own), else the recorded path."""
         results = self.finished_results()
         stages = list(results.get("stages") or [])
-        return (
-            self.stage_artifact(len(stages) - 1, stages[-1], results["final_artifact"])
-            if stages
-            else Path(results["final_artifact"])
-        )
+        if not stages:
+            return Path(results["final_artifact"])
+        return self.stage_artifact(len(stages) - 1, stages[-1], results["final_artifact"])
 
     def stage_artifact(self, index: int, name: str, recorded: str | Path) -> Path:
         """Stage `index`'s artifact in this folder when it is there, else the path its record names."""

@@ -181,6 +181,7 @@ def test_an_evaluation_inside_the_run_is_named_by_its_subfolder(tmp_path: Path) 
     (tmp_path / "run" / "eval-shared").mkdir(parents=True)
     hint = cli.table_hint(tmp_path / "run", tmp_path / "run" / "eval-shared")
     assert hint == f"bireco-table {tmp_path / 'run'} --eval-subdir eval-shared reads this evaluation"
+    assert cli.table_hint(tmp_path / "run", tmp_path / "run" / "eval") is None  # where the table reads anyway
 
 
 @pytest.mark.usefixtures("hydra_logging_restored")
@@ -201,7 +202,8 @@ def test_a_mistyped_model_folder_is_one_line(
         getattr(cli, program)()
     err = capsys.readouterr().err.splitlines()
     assert info.value.code == 2 and len(err) == 1, err
-    assert str(missing) in err[0] and ("no such folder" in err[0] or "neither an existing folder" in err[0])
+    why = "no such folder" if program == "train" else "neither an existing folder nor a hub name"
+    assert str(missing) in err[0] and why in err[0], err[0]  # train: before loading; eval: the hub's check named
     assert not run.exists()
 
 
